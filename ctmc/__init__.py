@@ -1,0 +1,1 @@
+"""ctmc package."""
