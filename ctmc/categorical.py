@@ -1,0 +1,27 @@
+"""Exact categorical sampling in float64.
+
+Sampling with float32 uniforms (or float32 Gumbel noise) cannot reach categories whose probability is below
+about 2^-24 of the total, and under-samples the tail in general; this lowers the effective temperature of
+generated text (Zheng et al. 2024). Every draw in this toolkit goes through `sample_categorical`, which
+inverts the float64 cumulative distribution.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def sample_categorical(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Draw one index per row of an unnormalised probability tensor, by inverse CDF in float64.
+
+    probs: (..., n) non-negative, each row with a positive sum (it need not sum to 1).
+    Returns (...) long in [0, n); an index with zero mass is never drawn.
+    """
+    weights = probs.to(torch.float64)
+    cdf = weights.cumsum(-1)
+    u = torch.rand(weights.shape[:-1] + (1,), dtype=torch.float64, device=weights.device, generator=generator)
+    total = cdf[..., -1:]
+    # Keep the target strictly below the total so that the index found always carries positive mass.
+    target = torch.minimum(u * total, torch.nextafter(total, torch.zeros_like(total)))
+    return torch.searchsorted(cdf, target, right=True).squeeze(-1)

@@ -1,0 +1,106 @@
+"""Any generator given as a dense matrix, and the ordinal birth-death chain.
+
+`Dense` caches one eigendecomposition Q = V diag(lambda) V^{-1} (in float64) and evaluates
+P(t) = V diag(e^{lambda t}) V^{-1}; a symmetric Q uses the orthogonal `eigh`. Where V is ill-conditioned
+(a defective or nearly defective Q) it falls back to `torch.linalg.matrix_exp(tQ)`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ctmc.rate_matrix import RateMatrix, validate_generator
+
+# Largest condition number of the eigenvector matrix for which the eigendecomposition is used: rounding in
+# V^{-1} is amplified by about cond(V), so 1e4 keeps float64 results within ~1e-12 of the exact exponential.
+MAX_EIGENVECTOR_CONDITION = 1e4
+
+
+class Dense(RateMatrix):
+    """A generator Q given as an (n, n) tensor or array, validated (row convention)."""
+
+    def __init__(self, matrix: Tensor | np.ndarray, atol: float | None = None) -> None:
+        if isinstance(matrix, np.ndarray):
+            matrix = torch.from_numpy(matrix)
+        validate_generator(matrix, name="matrix", atol=atol)
+        self._matrix = matrix.detach().to(torch.float64)
+        self.num_states = matrix.shape[0]
+        self._eigen = self._diagonalise(self._matrix)
+
+    @staticmethod
+    def _diagonalise(q: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
+        """Return (eigenvalues, V, V^{-1}) (complex128 or float64) or None where V is ill-conditioned."""
+        if torch.allclose(q, q.T, rtol=0.0, atol=1e-14 * max(1.0, q.abs().max().item())):
+            values, vectors = torch.linalg.eigh(q)
+            return values, vectors, vectors.T
+        values, vectors = torch.linalg.eig(q)
+        if not bool(torch.isfinite(torch.view_as_real(vectors)).all()):
+            return None
+        if torch.linalg.cond(vectors).item() > MAX_EIGENVECTOR_CONDITION:
+            return None
+        return values, vectors, torch.linalg.inv(vectors)
+
+    @property
+    def is_diagonalised(self) -> bool:
+        """Whether transitions use the cached eigendecomposition (False: matrix_exp fallback)."""
+        return self._eigen is not None
+
+    def matrix(self, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> Tensor:
+        return self._matrix.to(dtype=dtype, device=device)
+
+    def _exp_factors(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        values, vectors, inverse = (a.to(t.device) for a in self._eigen)
+        growth = torch.exp(values * t.to(torch.float64)[..., None])
+        return growth, vectors, inverse
+
+    @staticmethod
+    def _finish(result: Tensor, dtype: torch.dtype) -> Tensor:
+        # Drop the imaginary rounding of complex eigenpairs and rounding-level negative probabilities.
+        if result.is_complex():
+            result = result.real
+        return result.clamp_min(0.0).to(dtype)
+
+    def _transition(self, t: Tensor) -> Tensor:
+        if self._eigen is None:
+            q = self._matrix.to(t.device)
+            return torch.linalg.matrix_exp(t.to(torch.float64)[..., None, None] * q).clamp_min(0.0).to(t.dtype)
+        growth, vectors, inverse = self._exp_factors(t)
+        return self._finish((vectors * growth[..., None, :]) @ inverse, t.dtype)
+
+    def _transition_from(self, x: Tensor, t: Tensor) -> Tensor:
+        if self._eigen is None:
+            return super()._transition_from(x, t)
+        growth, vectors, inverse = self._exp_factors(t)
+        return self._finish((vectors[x] * growth) @ inverse, t.dtype)
+
+    def _transition_to(self, x: Tensor, t: Tensor) -> Tensor:
+        if self._eigen is None:
+            return super()._transition_to(x, t)
+        growth, vectors, inverse = self._exp_factors(t)
+        return self._finish((inverse.T[x] * growth) @ vectors.T, t.dtype)
+
+
+class BirthDeath(Dense):
+    """The ordinal birth-death chain: state i jumps to i - 1 and i + 1 at rate `rate` (reflecting ends).
+
+    Q is `rate` times the negated Laplacian of the path graph 0 - 1 - ... - (n-1); it is symmetric, so the
+    eigendecomposition is orthogonal, with eigenvalues -2 rate (1 - cos(pi k / n)), k = 0..n-1 (DCT-II
+    eigenvectors). This is the banded, Gaussian-like chain used by tau-leaping for ordinal data: over time t
+    a state spreads like a discretised heat kernel of variance about 2 rate t.
+    """
+
+    def __init__(self, num_states: int, rate: float = 1.0) -> None:
+        if not isinstance(num_states, int) or isinstance(num_states, bool) or num_states < 2:
+            raise ValueError(f"num_states must be an int >= 2, got {num_states!r}")
+        if not (isinstance(rate, (int, float)) and rate > 0 and np.isfinite(rate)):
+            raise ValueError(f"rate must be a finite number > 0, got {rate!r}")
+        off = torch.full((num_states - 1,), float(rate), dtype=torch.float64)
+        q = torch.diag(off, 1) + torch.diag(off, -1)
+        q -= torch.diag(q.sum(dim=1))
+        self.rate = float(rate)
+        super().__init__(q)
+
+    def __repr__(self) -> str:
+        return f"BirthDeath(num_states={self.num_states}, rate={self.rate})"

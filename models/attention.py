@@ -1,0 +1,30 @@
+"""Bidirectional multi-head self-attention with rotary position embedding, via PyTorch's SDPA."""
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.rotary import Rotation, apply_rotary
+
+
+class SelfAttention(nn.Module):
+    """softmax(rope(Q) rope(K)^T / sqrt(D)) V per head, no causal mask, no biases (as in SEDD).
+
+    hidden_size = num_heads * D, with the head size D even (RoPE rotates pairs).
+    """
+
+    def __init__(self, hidden_size: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size, bias=False)
+        self.out = nn.Linear(hidden_size, hidden_size, bias=False)
+
+    def forward(self, h: Tensor, rotation: Rotation) -> Tensor:
+        """h: (B, L, hidden_size); rotation: tables of shape (L, D). Returns (B, L, hidden_size)."""
+        batch, length, _ = h.shape
+        qkv = self.qkv(h).view(batch, length, 3, self.num_heads, self.head_dim)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, L, D)
+        query = apply_rotary(query, rotation)
+        key = apply_rotary(key, rotation)
+        attended = F.scaled_dot_product_attention(query, key, value)  # (B, H, L, D)
+        return self.out(attended.transpose(1, 2).reshape(batch, length, -1))

@@ -1,0 +1,44 @@
+"""Embedding of the total noise level sigma-bar(t) into the adaLN conditioning vector (as SEDD does)."""
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+FREQUENCY_EMBEDDING_SIZE = 256
+MAX_PERIOD = 10_000.0
+
+
+def sinusoidal_embedding(sigma: Tensor, dim: int, max_period: float = MAX_PERIOD) -> Tensor:
+    """[cos(sigma w_0), ..., cos(sigma w_{k-1}), sin(sigma w_0), ..., sin(sigma w_{k-1})] (padded with a zero
+    column when dim is odd), with k = dim // 2 and w_i = max_period^(-i/k) (the DiT/GLIDE timestep embedding).
+
+    sigma: (B,) float. Returns (B, dim) float32.
+    """
+    half = dim // 2
+    frequencies = torch.exp(
+        -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=sigma.device) / half
+    )
+    arguments = sigma.float()[:, None] * frequencies[None, :]  # (B, half)
+    embedding = torch.cat([torch.cos(arguments), torch.sin(arguments)], dim=-1)
+    if dim % 2:
+        embedding = torch.cat([embedding, torch.zeros_like(embedding[:, :1])], dim=-1)
+    return embedding
+
+
+class NoiseEmbedding(nn.Module):
+    """c = SiLU(W2 SiLU(W1 sinusoidal_embedding(sigma) + b1) + b2), the conditioning fed to every adaLN."""
+
+    def __init__(self, cond_dim: int, frequency_size: int = FREQUENCY_EMBEDDING_SIZE) -> None:
+        super().__init__()
+        self.frequency_size = frequency_size
+        self.mlp = nn.Sequential(
+            nn.Linear(frequency_size, cond_dim),
+            nn.SiLU(),
+            nn.Linear(cond_dim, cond_dim),
+            nn.SiLU(),
+        )
+
+    def forward(self, sigma: Tensor) -> Tensor:
+        """sigma: (B,) float. Returns (B, cond_dim)."""
+        return self.mlp(sinusoidal_embedding(sigma, self.frequency_size))
