@@ -1,1 +1,22 @@
-"""models package."""
+"""Plain nn.Module networks for discrete diffusion: the SEDD score transformer and the RADD denoiser.
+
+Nothing here knows about Lightning or CTMCs: a network maps tokens (B, L) (and a noise level) to
+(B, L, S) log-scores or log-probabilities. See docs/models.md.
+"""
+
+from models.dit import DiT, log_expm1
+from models.presets import PRESETS, ModelSize, count_parameters
+from models.radd import RADDDenoiser
+from models.rotary import Rotation, apply_rotary, rotary_rotation
+
+__all__ = [
+    "PRESETS",
+    "DiT",
+    "ModelSize",
+    "RADDDenoiser",
+    "Rotation",
+    "apply_rotary",
+    "count_parameters",
+    "log_expm1",
+    "rotary_rotation",
+]

@@ -4,7 +4,9 @@ With a conditioning vector c (cond_dim given), a zero-initialised linear map giv
 (shift1, scale1, gate1, shift2, scale2, gate2) = W c + b, and
 
     h <- h + gate1 * Attn(modulate(LN(h), shift1, scale1))
-    h <- h + gate2 * MLP(modulate(LN(h), shift2, scale2)),     modulate(z, shift, scale) = z (1 + scale) + shift.
+    h <- h + gate2 * MLP(modulate(LN(h), shift2, scale2)),
+
+with modulate(z, shift, scale) = z (1 + scale) + shift.
 
 Zero initialisation makes every conditioned block the identity at the start of training ("adaLN-Zero").
 Without conditioning (cond_dim None) the block is the plain pre-LN block with a learned affine LayerNorm:

@@ -1,0 +1,134 @@
+"""The SEDD score network (Lou et al. 2024): a diffusion transformer conditioned on the total noise level.
+
+forward(x, sigma) returns log s_theta(x, sigma)_{l, y}, the log concrete score log p_t(x with x_l = y) /
+p_t(x) at every position l and state y. Since the score at y = x_l is 1, that entry is set to exactly 0
+(as SEDD's code does for every graph).
+
+Absorbing parameterisation (SEDD's ``scale_by_sigma``, "esigm1_log" in model/transformer.py). With N
+vocabulary states including the mask, the network output f is shifted to
+
+    log s_theta(x, sigma)_y = f_y - log(e^sigma - 1) - log(N - 1).
+
+At a masked position the true score is p(x0 = y | unmasked) / (e^sigma - 1), so f = 0 (the zero-initialised
+output head) starts training at the score of a uniform denoiser over the N - 1 clean tokens.
+"""
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from models.noise_embedding import NoiseEmbedding
+from models.presets import count_parameters, preset_arguments
+from models.trunk import TransformerTrunk
+
+LOG_EXPM1_SWITCH = 1.0
+
+
+def log_expm1(sigma: Tensor) -> Tensor:
+    """log(e^sigma - 1) for sigma > 0, without overflow or cancellation.
+
+    log(expm1(sigma)) for sigma <= 1, and sigma + log1p(-e^{-sigma}) above (exactly sigma once e^{-sigma}
+    underflows). Each branch only sees arguments where it is finite, so gradients are NaN-free.
+    sigma: (...) float. Returns (...) in sigma's dtype.
+    """
+    small = sigma.clamp(max=LOG_EXPM1_SWITCH)
+    large = sigma.clamp(min=LOG_EXPM1_SWITCH)
+    return torch.where(
+        sigma <= LOG_EXPM1_SWITCH, torch.log(torch.expm1(small)), large + torch.log1p(-torch.exp(-large))
+    )
+
+
+class DiT(nn.Module):
+    """SEDD diffusion transformer: tokens (B, L), total noise sigma-bar (B,) -> log-scores (B, L, vocab_size).
+
+    vocab_size counts every state of the chain; for the absorbing chain it includes the mask token, which is
+    the last index vocab_size - 1. The noise level enters through NoiseEmbedding and adaLN-Zero in every block
+    and in the final norm (see models.block). With absorbing_parameterization the output is shifted by
+    -log(e^sigma - 1) - log(vocab_size - 1) (module docstring). tie_weights uses the token embedding as the
+    output projection (the output is then not zero at initialisation).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        hidden_size: int = 128,
+        num_layers: int = 2,
+        num_heads: int = 4,
+        cond_dim: int = 64,
+        max_length: int = 1024,
+        dropout: float = 0.0,
+        absorbing_parameterization: bool = False,
+        tie_weights: bool = False,
+        mlp_ratio: int = 4,
+    ) -> None:
+        super().__init__()
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 2:
+            raise ValueError(
+                f"vocab_size must be an int >= 2 (all states, mask included), got {vocab_size!r}"
+            )
+        self.vocab_size = vocab_size
+        self.absorbing_parameterization = absorbing_parameterization
+        self.noise_embedding = NoiseEmbedding(cond_dim)
+        self.trunk = TransformerTrunk(
+            num_states=vocab_size,
+            output_size=vocab_size,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            cond_dim=cond_dim,
+            max_length=max_length,
+            dropout=dropout,
+            tie_weights=tie_weights,
+            mlp_ratio=mlp_ratio,
+        )
+
+    @classmethod
+    def from_preset(cls, name: str, vocab_size: int, **overrides: Any) -> "DiT":
+        """DiT with the size PRESETS[name]; overrides are any other constructor arguments."""
+        return cls(vocab_size=vocab_size, **preset_arguments(name, **overrides))
+
+    @property
+    def num_parameters(self) -> int:
+        """count_parameters(self): scalar parameters, tied tensors counted once."""
+        return count_parameters(self)
+
+    def check_sigma(self, sigma: Tensor, batch_size: int) -> None:
+        """Raise a TypeError/ValueError naming `sigma` unless it is a (batch_size,) finite float tensor, >= 0
+        (> 0 with the absorbing parameterisation, where log(e^sigma - 1) diverges at 0).
+        """
+        if not isinstance(sigma, Tensor):
+            raise TypeError(
+                f"sigma must be a torch.Tensor of shape (batch,), got {type(sigma).__name__}; "
+                "pass torch.full((batch,), value)"
+            )
+        if not sigma.is_floating_point():
+            raise TypeError(f"sigma must be a floating-point tensor, got {sigma.dtype}; pass sigma.float()")
+        if sigma.shape != (batch_size,):
+            raise ValueError(
+                f"sigma must have shape (batch,) = ({batch_size},), one total noise level per sequence, got "
+                f"{tuple(sigma.shape)}; use sigma.reshape(-1) or sigma.expand({batch_size})"
+            )
+        if torch.compiler.is_compiling():
+            return
+        if self.absorbing_parameterization:
+            if not bool(torch.isfinite(sigma).all() & (sigma > 0).all()):
+                raise ValueError(
+                    "sigma must be finite and > 0 with absorbing_parameterization (log(e^sigma - 1) "
+                    f"diverges at 0), got min {float(sigma.min())}; sample t away from 0"
+                )
+        elif not bool(torch.isfinite(sigma).all() & (sigma >= 0).all()):
+            raise ValueError(f"sigma must be finite and >= 0, got min {float(sigma.min())}")
+
+    def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
+        """log s_theta(x, sigma): x (B, L) long in [0, vocab_size); sigma (B,) float, the total noise
+        sigma-bar(t). Returns (B, L, vocab_size) float32, with 0 at [b, l, x[b, l]].
+        """
+        self.trunk.check_tokens(x)
+        self.check_sigma(sigma, x.shape[0])
+        log_score = self.trunk(x, self.noise_embedding(sigma))  # (B, L, vocab_size) float32
+        if self.absorbing_parameterization:
+            shift = log_expm1(sigma.float()) + math.log(self.vocab_size - 1)  # (B,)
+            log_score = log_score - shift.to(log_score.dtype)[:, None, None]
+        return log_score.scatter(-1, x[..., None], 0.0)
