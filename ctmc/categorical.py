@@ -20,7 +20,7 @@ def sample_categorical(probs: Tensor, generator: torch.Generator | None = None) 
     """
     weights = probs.to(torch.float64)
     cdf = weights.cumsum(-1)
-    u = torch.rand(weights.shape[:-1] + (1,), dtype=torch.float64, device=weights.device, generator=generator)
+    u = torch.rand((*weights.shape[:-1], 1), dtype=torch.float64, device=weights.device, generator=generator)
     total = cdf[..., -1:]
     # Keep the target strictly below the total so that the index found always carries positive mass.
     target = torch.minimum(u * total, torch.nextafter(total, torch.zeros_like(total)))

@@ -1,4 +1,4 @@
-"""Test-wide settings: hypothesis profiles sized for CI (2 cores) and for local work, float64 by default off."""
+"""Test-wide settings: hypothesis profiles sized for CI (2 cores) and for local work."""
 
 import os
 
