@@ -65,12 +65,9 @@ class DiT(nn.Module):
     ) -> None:
         super().__init__()
         if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 2:
-            raise ValueError(
-                f"vocab_size must be an int >= 2 (all states, mask included), got {vocab_size!r}"
-            )
+            raise ValueError(f"vocab_size must be an int >= 2 (all states, mask included), got {vocab_size!r}")
         self.vocab_size = vocab_size
         self.absorbing_parameterization = absorbing_parameterization
-        self.noise_embedding = NoiseEmbedding(cond_dim)
         self.trunk = TransformerTrunk(
             num_states=vocab_size,
             output_size=vocab_size,
@@ -83,6 +80,7 @@ class DiT(nn.Module):
             tie_weights=tie_weights,
             mlp_ratio=mlp_ratio,
         )
+        self.noise_embedding = NoiseEmbedding(cond_dim)  # after the trunk, which validates cond_dim
 
     @classmethod
     def from_preset(cls, name: str, vocab_size: int, **overrides: Any) -> "DiT":
@@ -123,12 +121,12 @@ class DiT(nn.Module):
 
     def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
         """log s_theta(x, sigma): x (B, L) long in [0, vocab_size); sigma (B,) float, the total noise
-        sigma-bar(t). Returns (B, L, vocab_size) float32, with 0 at [b, l, x[b, l]].
+        sigma-bar(t). Returns (B, L, vocab_size) float32 (float64 for a float64 model), 0 at [b, l, x[b, l]].
         """
         self.trunk.check_tokens(x)
         self.check_sigma(sigma, x.shape[0])
-        log_score = self.trunk(x, self.noise_embedding(sigma))  # (B, L, vocab_size) float32
+        log_score = self.trunk(x, self.noise_embedding(sigma))  # (B, L, vocab_size), >= float32
         if self.absorbing_parameterization:
-            shift = log_expm1(sigma.float()) + math.log(self.vocab_size - 1)  # (B,)
-            log_score = log_score - shift.to(log_score.dtype)[:, None, None]
+            shift = log_expm1(sigma.to(log_score.dtype)) + math.log(self.vocab_size - 1)  # (B,)
+            log_score = log_score - shift[:, None, None]
         return log_score.scatter(-1, x[..., None], 0.0)

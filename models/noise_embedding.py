@@ -13,13 +13,12 @@ def sinusoidal_embedding(sigma: Tensor, dim: int, max_period: float = MAX_PERIOD
     """[cos(sigma w_0), ..., cos(sigma w_{k-1}), sin(sigma w_0), ..., sin(sigma w_{k-1})] (padded with a zero
     column when dim is odd), with k = dim // 2 and w_i = max_period^(-i/k) (the DiT/GLIDE timestep embedding).
 
-    sigma: (B,) float. Returns (B, dim) float32.
+    sigma: (B,) float. Returns (B, dim) in float64 if sigma is float64, else float32.
     """
     half = dim // 2
-    frequencies = torch.exp(
-        -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=sigma.device) / half
-    )
-    arguments = sigma.float()[:, None] * frequencies[None, :]  # (B, half)
+    dtype = torch.float64 if sigma.dtype == torch.float64 else torch.float32
+    frequencies = torch.exp(-math.log(max_period) * torch.arange(half, dtype=dtype, device=sigma.device) / half)
+    arguments = sigma.to(dtype)[:, None] * frequencies[None, :]  # (B, half)
     embedding = torch.cat([torch.cos(arguments), torch.sin(arguments)], dim=-1)
     if dim % 2:
         embedding = torch.cat([embedding, torch.zeros_like(embedding[:, :1])], dim=-1)
@@ -40,5 +39,6 @@ class NoiseEmbedding(nn.Module):
         )
 
     def forward(self, sigma: Tensor) -> Tensor:
-        """sigma: (B,) float. Returns (B, cond_dim)."""
-        return self.mlp(sinusoidal_embedding(sigma, self.frequency_size))
+        """sigma: (B,) float. Returns (B, cond_dim) in the dtype of the parameters (or autocast's)."""
+        frequency_features = sinusoidal_embedding(sigma, self.frequency_size)
+        return self.mlp(frequency_features.to(self.mlp[0].weight.dtype))

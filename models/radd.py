@@ -38,9 +38,7 @@ class RADDDenoiser(nn.Module):
     ) -> None:
         super().__init__()
         if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
-            raise ValueError(
-                f"vocab_size must be an int >= 1 (clean tokens, mask excluded), got {vocab_size!r}"
-            )
+            raise ValueError(f"vocab_size must be an int >= 1 (clean tokens, mask excluded), got {vocab_size!r}")
         self.vocab_size = vocab_size
         self.mask_index = vocab_size
         self.trunk = TransformerTrunk(
@@ -70,7 +68,8 @@ class RADDDenoiser(nn.Module):
 
     def forward(self, x: Tensor, sigma: Tensor | None = None) -> Tensor:
         """log p_theta(x0_l = y | x): x (B, L) long in [0, V]; sigma is accepted and ignored, so that DiT and
-        RADDDenoiser share a call signature. Returns (B, L, V) float32 with logsumexp over y equal to 0.
+        RADDDenoiser share a call signature. Returns (B, L, V) float32 (float64 for a float64 model)
+        with logsumexp over y equal to 0.
         """
         del sigma  # time-independent by construction
         self.trunk.check_tokens(x)

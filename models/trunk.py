@@ -89,9 +89,7 @@ class TransformerTrunk(nn.Module):
         if x.dtype != torch.long:
             raise TypeError(f"x must have dtype torch.long (int64), got {x.dtype}; pass x.long()")
         if x.dim() != 2:
-            raise ValueError(
-                f"x must have shape (batch, length), got {tuple(x.shape)}; add a batch axis with x[None]"
-            )
+            raise ValueError(f"x must have shape (batch, length), got {tuple(x.shape)}; add a batch axis with x[None]")
         if x.shape[1] > self.max_length:
             raise ValueError(
                 f"x has length {x.shape[1]} > max_length={self.max_length}; "
@@ -99,13 +97,12 @@ class TransformerTrunk(nn.Module):
             )
         if not torch.compiler.is_compiling() and x.numel() and bool(((x < 0) | (x >= self.num_states)).any()):
             raise ValueError(
-                f"x must hold token ids in [0, {self.num_states}), got values in "
-                f"[{int(x.min())}, {int(x.max())}]"
+                f"x must hold token ids in [0, {self.num_states}), got values in [{int(x.min())}, {int(x.max())}]"
             )
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
         """x: (B, L) long in [0, num_states) (checked by the caller with check_tokens); cond: (B, cond_dim)
-        or None. Returns (B, L, output_size) float32.
+        or None. Returns (B, L, output_size) in float32 (float64 if the parameters are float64).
         """
         h = self.embedding(x)  # (B, L, H)
         rotation = rotary_rotation(torch.arange(x.shape[1], device=x.device), self.head_dim)
@@ -114,4 +111,5 @@ class TransformerTrunk(nn.Module):
         h = self.final_norm(h, cond)
         tied = self.output_weight is None
         weight = self.embedding.weight[: self.output_size] if tied else self.output_weight
-        return F.linear(h, weight, self.output_bias).float()
+        logits = F.linear(h, weight, self.output_bias)
+        return logits.to(torch.promote_types(logits.dtype, torch.float32))
