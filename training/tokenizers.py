@@ -49,8 +49,8 @@ class Tokenizer(Protocol):
 
 
 def _check_ids(ids: Sequence[int], vocab_size: int) -> list[int]:
-    """ids as a list of Python ints, each checked to lie in [0, vocab_size)."""
-    values = [int(i) for i in ids]
+    """ids (a sequence, or a 1-D tensor or array) as Python ints, each checked to lie in [0, vocab_size)."""
+    values = [int(i) for i in (ids.tolist() if hasattr(ids, "tolist") else ids)]
     bad = [i for i in values if not 0 <= i < vocab_size]
     if bad:
         raise ValueError(
@@ -75,7 +75,8 @@ def gpt2_encoding() -> tiktoken.Encoding:
             f"{GPT2_RANKS_PATH}: sha256 {digest} does not match the GPT-2 (r50k_base) ranks "
             f"{GPT2_RANKS_SHA256}; the file is corrupted, reinstall the package to restore it"
         )
-    ranks = {base64.b64decode(token): int(rank) for token, rank in (line.split() for line in data.splitlines())}
+    pairs = (line.split() for line in data.splitlines() if line)
+    ranks = {base64.b64decode(token): int(rank) for token, rank in pairs}
     return tiktoken.Encoding(
         name="gpt2",
         pat_str=GPT2_PATTERN,
@@ -97,10 +98,6 @@ class GPT2Tokenizer:
     def encode(self, text: str) -> list[int]:
         """BPE ids of `text`; "<|endoftext|>" inside the text is encoded as ordinary characters."""
         return self.encoding.encode_ordinary(text)
-
-    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        """`encode` of each text, in parallel threads."""
-        return self.encoding.encode_ordinary_batch(list(texts))
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text of `ids`; byte sequences that are not valid UTF-8 decode to U+FFFD."""
