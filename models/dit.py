@@ -67,6 +67,7 @@ class DiT(nn.Module):
         if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 2:
             raise ValueError(f"vocab_size must be an int >= 2 (all states, mask included), got {vocab_size!r}")
         self.vocab_size = vocab_size
+        self.max_length = max_length  # longest accepted input
         self.absorbing_parameterization = absorbing_parameterization
         self.trunk = TransformerTrunk(
             num_states=vocab_size,

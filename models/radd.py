@@ -40,6 +40,7 @@ class RADDDenoiser(nn.Module):
         if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
             raise ValueError(f"vocab_size must be an int >= 1 (clean tokens, mask excluded), got {vocab_size!r}")
         self.vocab_size = vocab_size
+        self.max_length = max_length  # longest accepted input
         self.mask_index = vocab_size
         self.trunk = TransformerTrunk(
             num_states=vocab_size + 1,
