@@ -29,7 +29,10 @@ class NoiseSchedule(ABC):
 
     def inverse_total(self, total: Tensor | float) -> Tensor:
         """The time t in [0, 1] with total(t) = `total`. total: (...) float in [0, total(1)]."""
-        return self._inverse_total(as_time(total, name="total", upper=float(self._total(torch.tensor(1.0)))))
+        total = as_time(total, name="total")
+        # The bound total(1) is evaluated in total's own dtype: a float32 bound can round below a float64 total(1).
+        upper = float(self._total(torch.ones((), dtype=total.dtype)))
+        return self._inverse_total(as_time(total, name="total", upper=upper))
 
     @abstractmethod
     def _sigma(self, t: Tensor) -> Tensor: ...
