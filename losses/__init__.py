@@ -1,1 +1,36 @@
-"""losses package."""
+"""Training losses for CTMC discrete diffusion, each an `nn.Module` built on a `ctmc.ForwardProcess`.
+
+- `ScoreEntropy`: SEDD's denoising score entropy for concrete-score networks (absorbing, uniform, any chain).
+- `TDCE`, `LambdaDCE`, `MDLMNELBO`: RADD/MDLM losses for a time-independent clean-token denoiser (absorbing).
+- `D3PMLoss`: D3PM's discrete-time variational bound with the hybrid cross-entropy.
+- `denoiser_to_score`, `score_to_denoiser`: RADD's factorisation of the absorbing score.
+- `bits_per_token`, `perplexity_bound`: evaluation units from a loss in nats.
+
+Every `forward(output, x0, x_t, t)` returns a (B,) per-sequence loss in nats whose expectation under
+`sample_time` is the negative ELBO (docs/losses.md).
+"""
+
+from losses.base import DiffusionLoss
+from losses.conversions import denoiser_to_score, score_to_denoiser
+from losses.d3pm import D3PMLoss
+from losses.masked_denoising import MDLMNELBO, TDCE, LambdaDCE, MaskedDenoisingLoss
+from losses.metrics import bits_per_token, perplexity_bound
+from losses.noise_ratio import log_expm1, log_mask_ratio
+from losses.score_entropy import ScoreEntropy, bregman_phi
+
+__all__ = [
+    "MDLMNELBO",
+    "TDCE",
+    "D3PMLoss",
+    "DiffusionLoss",
+    "LambdaDCE",
+    "MaskedDenoisingLoss",
+    "ScoreEntropy",
+    "bits_per_token",
+    "bregman_phi",
+    "denoiser_to_score",
+    "log_expm1",
+    "log_mask_ratio",
+    "perplexity_bound",
+    "score_to_denoiser",
+]

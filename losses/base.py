@@ -1,0 +1,101 @@
+"""The loss interface: a `DiffusionLoss` compares a network output with the clean data at a noisy time.
+
+`forward(output, x0, x_t, t)` returns one number per sequence, in nats, summed over positions. Its
+expectation over t ~ `sample_time` and x_t ~ `process.sample(x0, t[:, None])` is the quantity the loss names
+(a negative ELBO for the ELBO losses). Each subclass draws times from the distribution its weighting assumes.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+import ctmc
+from losses._validation import check_output, check_pair, check_time
+
+
+class DiffusionLoss(nn.Module):
+    """Base class: holds the forward process, validates inputs, and samples times (uniform by default).
+
+    Subclasses set `output_kind` ("log_score", "log_probs" or "x0_logits"), `time_independent`, the output
+    width `_output_width()`, and implement `_loss(output, x0, x_t, t) -> (B,)` on checked inputs.
+    """
+
+    output_kind: str = ""
+    time_independent: bool = False
+
+    def __init__(self, process: ctmc.ForwardProcess) -> None:
+        super().__init__()
+        if not isinstance(process, ctmc.ForwardProcess):
+            raise TypeError(
+                f"process must be a ctmc.ForwardProcess, got {type(process).__name__}; build one with "
+                "ctmc.ForwardProcess(ctmc.Absorbing(V), ctmc.LogLinear())"
+            )
+        self.process = process
+
+    @property
+    def num_states(self) -> int:
+        """n, the number of states per token of the forward process."""
+        return self.process.num_states
+
+    def _clean_states(self) -> int:
+        """The number of values a clean token may take (all states except an absorbing mask)."""
+        rate_matrix = self.process.rate_matrix
+        return rate_matrix.vocab_size if isinstance(rate_matrix, ctmc.Absorbing) else rate_matrix.num_states
+
+    def _output_width(self) -> int:
+        return self.num_states
+
+    def forward(self, output: Tensor, x0: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
+        """Per-sequence loss in nats. output: (B, L, width) float; x0, x_t: (B, L) long; t: (B,) in (0, 1].
+
+        Returns (B,) in output's dtype.
+        """
+        x0, x_t = check_pair(x0, x_t, self._clean_states(), self.num_states)
+        check_output(output, x0.shape, self._output_width(), self.output_kind)
+        t = check_time(t, x0.shape[0], output.device)
+        self._check_consistent(x0, x_t)
+        return self._loss(output, x0.to(output.device), x_t.to(output.device), t)
+
+    def _check_consistent(self, x0: Tensor, x_t: Tensor) -> None:
+        """x_t must be reachable from x0; for the absorbing chain a token is either kept or masked."""
+        rate_matrix = self.process.rate_matrix
+        if isinstance(rate_matrix, ctmc.Absorbing):
+            moved = (x_t != x0) & (x_t != rate_matrix.mask_index)
+            if bool(moved.any()):
+                raise ValueError(
+                    "x_t differs from x0 at a position that is not masked, which the absorbing process "
+                    "never does; pass x_t = process.sample(x0, t[:, None]) with the same x0"
+                )
+
+    def _loss(self, output: Tensor, x0: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def sample_time(
+        self,
+        batch_size: int,
+        device: torch.device | str | None = None,
+        generator: torch.Generator | None = None,
+        antithetic: bool = False,
+    ) -> Tensor:
+        """Draw (B,) float32 times in (0, 1] from the distribution this loss's weighting assumes.
+
+        antithetic=True gives stratified times u_b = (u + b) / B (one shared uniform u), which cover (0, 1]
+        evenly and lower the variance of an average over the batch without changing its expectation.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        if antithetic:
+            shift = torch.rand((), dtype=torch.float64, generator=generator)
+            u = (shift + torch.arange(batch_size, dtype=torch.float64)) / batch_size
+        else:
+            u = torch.rand(batch_size, dtype=torch.float64, generator=generator)
+        t = self._time_from_uniform(1.0 - u)  # 1 - u lies in (0, 1]
+        return t.clamp(min=torch.finfo(torch.float32).tiny, max=1.0).float().to(device)
+
+    def _time_from_uniform(self, u: Tensor) -> Tensor:
+        """Map u ~ U(0, 1] (float64) to the loss's time distribution; the identity gives uniform t."""
+        return u
+
+    def extra_repr(self) -> str:
+        return repr(self.process)
