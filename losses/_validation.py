@@ -66,7 +66,7 @@ def check_output(output: Tensor, leading: torch.Size, width: int, kind: str) -> 
     expected = (*leading, width)
     if output.shape != expected:
         raise ValueError(f"output must have shape (B, L, n) = {expected} ({kind}), got {tuple(output.shape)}")
-    total = float(output.sum(dtype=torch.float64))
+    total = float(output.detach().sum(dtype=torch.float64))
     if math.isnan(total) or total == math.inf:
         raise ValueError(
             f"output ({kind}) contains NaN or +inf; the network diverged or a log was taken of a negative "
