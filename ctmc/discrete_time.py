@@ -34,7 +34,8 @@ class DiscreteTimeChain:
         self.rate_matrix = rate_matrix
         self.betas = betas
         step_times = -torch.log1p(-betas)  # tau_i; +inf where beta_i = 1
-        self._step_times = step_times
+        # Indexed by the step number i = 1..T (entry 0 is an unused tau_0 = 0), like the cumulative times.
+        self._step_times = torch.cat([torch.zeros(1, dtype=torch.float64), step_times])
         self._cumulative_times = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(step_times, 0)])
 
     @classmethod
