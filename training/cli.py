@@ -1,0 +1,85 @@
+"""The `lightning` / `ctmc-train` / `python -m training` command.
+
+    lightning fit -c configs/sedd.yaml [--trainer.max_steps=...]      # also validate, test, predict
+    lightning sample --ckpt_path logs/.../last.ckpt [--steps 128 --prefix "ROMEO:"]   (training/sample.py)
+    lightning evaluate --ckpt_path logs/.../last.ckpt --text_path some.txt          (training/evaluate.py)
+
+fit/validate/test/predict are LightningCLI's over `DiffusionModule` and `training.data.TextDataModule`;
+the vocabulary size is linked from the data module to the module (written once), the atomic checkpoint and
+the sample logger are configurable callbacks (`checkpoint.*`, `samples.*`). Errors in the configuration's
+values (a missing corpus, a sequence longer than the network accepts) are reported on one line, before any
+training starts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from training.checkpoint import AtomicModelCheckpoint
+from training.data import TextDataModule
+from training.module import DiffusionModule
+from training.sample_logging import SampleLogger
+
+
+def default_loggers(save_dir: str = "logs") -> list[dict[str, Any]]:
+    """CSV logging always (metrics.csv); TensorBoard as well when it is installed."""
+    loggers = [{"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": save_dir}}]
+    if importlib.util.find_spec("tensorboard") is not None:
+        loggers.append(
+            {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"save_dir": save_dir}}
+        )
+    return loggers
+
+
+class DiffusionCLI(LightningCLI):
+    """LightningCLI with the vocabulary link, atomic checkpoints, sample logging and one-line value errors."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
+        parser.add_lightning_class_args(AtomicModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(SampleLogger, "samples")
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+            self.model.check_data(self.datamodule.vocab_size, self.datamodule.hparams.seq_len)
+        except (ValueError, FileNotFoundError) as error:
+            message = " ".join(str(error).split())
+            print(f"error: {message}", file=sys.stderr)
+            raise SystemExit(2) from error
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        dumped = yaml.safe_load(self._parser(self.subcommand).dump(config, skip_check=True))
+        self.model.run_config = yaml.safe_dump({key: dumped[key] for key in ("model", "data")})
+
+
+def run_lightning(args: Sequence[str] | None = None) -> DiffusionCLI:
+    """LightningCLI over DiffusionModule and TextDataModule; returns the CLI (its .trainer, .model)."""
+    return DiffusionCLI(
+        DiffusionModule,
+        TextDataModule,
+        args=None if args is None else list(args),
+        trainer_defaults={"logger": default_loggers()},
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,
+        parser_kwargs={"description": __doc__.split("\n\n")[0]},
+    )
+
+
+def main(args: Sequence[str] | None = None) -> Any:
+    """Entry point: `sample` and `evaluate` go to their own parsers, everything else to LightningCLI."""
+    argv = list(sys.argv[1:] if args is None else args)
+    if argv and argv[0] == "sample":
+        from training.sample import main as sample_main
+
+        return sample_main(argv[1:])
+    if argv and argv[0] == "evaluate":
+        from training.evaluate import main as evaluate_main
+
+        return evaluate_main(argv[1:])
+    return run_lightning(None if args is None else argv)

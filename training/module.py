@@ -1,0 +1,265 @@
+"""`DiffusionModule`: the LightningModule that trains a network on a CTMC discrete diffusion loss.
+
+It wires objects together: a rate matrix (built from the vocabulary size), a noise schedule, the
+`ctmc.ForwardProcess` they make, a loss built from the process (`losses.DiffusionLoss`), a network built from
+the number of states it reads, and optionally a sampler for periodic samples. One training step is
+
+    t ~ loss.sample_time(B),  x_t ~ P(0, t)[x_0, :],  nats = loss(network(x_t, sigma-bar(t)), x_0, x_t, t)
+
+and the optimiser minimises mean(nats) / L, nats per token. Validation estimates the negative ELBO with an
+exponential moving average (EMA) of the weights and stratified times (training/elbo.py), aggregated as
+sums of nats and of tokens with torchmetrics, so that bits/token = sum nats / sum tokens / ln 2 whatever the
+batching and the number of devices.
+
+Randomness: the noise of training step k on rank r comes from a generator seeded by (seed, k, r), and the
+training shuffle of epoch e is reseeded from (data seed, e), so that a run resumed from an end-of-epoch
+checkpoint continues exactly as the uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torchmetrics
+from torch import Tensor, nn
+
+import ctmc
+import losses
+import models
+import samplers
+from training.elbo import sequence_negative_elbo
+from training.ema import frozen_copy, update_average
+from training.lr_schedule import Decay, warmup_decay
+from training.seeding import mixed_seed, seeded_generator
+
+CONFIG_KEY = "ctmc_training"  # checkpoint entry: {"vocab_size": int, "config": YAML of model and data}
+
+
+def _max_length(network: nn.Module) -> int | None:
+    """The longest sequence the network accepts (its or its trunk's `max_length`), None if it declares none."""
+    for owner in (network, getattr(network, "trunk", None)):
+        value = getattr(owner, "max_length", None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+class DiffusionModule(pl.LightningModule):
+    """Train `network` on `loss` for the forward process (rate_matrix(vocab_size), schedule).
+
+    vocab_size: clean tokens V; in the CLI it is linked from the data module, written nowhere else.
+    network: called with the number of input states, process.num_states (V + 1 for the absorbing chain),
+        or, for a time-independent loss (`loss.time_independent`, a denoiser), with V; it is called as
+        network(x_t (B, L) long, sigma-bar(t) (B,)) -> (B, L, S), the output `loss.output_kind` names.
+    rate_matrix: vocab_size -> ctmc.RateMatrix (ctmc.Absorbing or ctmc.Uniform).
+    schedule: the noise schedule; None means ctmc.LogLinear().
+    loss: process -> losses.DiffusionLoss.
+    sampler: process -> samplers.Sampler, for periodic samples and the `sample` command; None: Euler.
+    lr, betas, eps, weight_decay: AdamW. warmup_steps, decay, min_lr_ratio: see lr_schedule.warmup_decay;
+        decay runs until trainer.max_steps (or the estimated number of steps).
+    ema_decay: the EMA of the weights used for validation and sampling (0 disables averaging).
+    seed: seeds the training noise (with the step and rank) and the validation noise (with the sequence).
+    val_time_samples: stratified times per validation sequence.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        network: Callable[[int], nn.Module] = models.DiT,
+        rate_matrix: Callable[[int], ctmc.RateMatrix] = ctmc.Absorbing,
+        schedule: ctmc.NoiseSchedule | None = None,
+        loss: Callable[[ctmc.ForwardProcess], losses.DiffusionLoss] = losses.ScoreEntropy,
+        sampler: Callable[[ctmc.ForwardProcess], samplers.Sampler] | None = None,
+        lr: float = 3e-4,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 2500,
+        decay: Decay = "cosine",
+        min_lr_ratio: float = 0.0,
+        ema_decay: float = 0.9999,
+        seed: int = 0,
+        val_time_samples: int = 1,
+    ) -> None:
+        super().__init__()
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
+            raise ValueError(f"model.vocab_size must be an int >= 1, got {vocab_size!r}; link it from the data")
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"model.ema_decay must lie in [0, 1), got {ema_decay!r}; SEDD uses 0.9999")
+        if not lr > 0.0:
+            raise ValueError(f"model.lr must be > 0, got {lr!r}")
+        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
+            raise ValueError(f"model.warmup_steps must be an int >= 0, got {warmup_steps!r}")
+        if decay not in ("cosine", "linear", "constant"):
+            raise ValueError(f"model.decay must be 'cosine', 'linear' or 'constant', got {decay!r}")
+        if isinstance(val_time_samples, bool) or not isinstance(val_time_samples, int) or val_time_samples < 1:
+            raise ValueError(f"model.val_time_samples must be an int >= 1, got {val_time_samples!r}")
+        self.vocab_size = vocab_size
+        self.process = ctmc.ForwardProcess(rate_matrix(vocab_size), schedule or ctmc.LogLinear())
+        self.loss = loss(self.process)
+        if not isinstance(self.loss, losses.DiffusionLoss):
+            raise TypeError(f"model.loss must build a losses.DiffusionLoss, got {type(self.loss).__name__}")
+        self.network = network(vocab_size if self.loss.time_independent else self.process.num_states)
+        self.ema = frozen_copy(self.network)
+        self._sampler_factory = sampler
+        self._sampler: samplers.Sampler | None = None
+        self.optimizer_options = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay}
+        self.schedule_options = {"warmup_steps": warmup_steps, "decay": decay, "min_ratio": min_lr_ratio}
+        self.ema_decay = ema_decay
+        self.seed = seed
+        self.val_time_samples = val_time_samples
+        self.val_nats = torchmetrics.SumMetric().set_dtype(torch.float64)
+        self.val_tokens = torchmetrics.SumMetric().set_dtype(torch.float64)
+        self.validation_result: dict[str, float] = {}  # the last validation's float64 values
+        self.run_config: str | None = None  # YAML of the model and data config, set by the CLI
+        self._ema_step = 0
+        self._batch_start = 0.0
+
+    # ----------------------------------------------------------------------------------------- checks
+    def check_data(self, vocab_size: int, seq_len: int) -> None:
+        """Raise ValueError (one line, naming the key to change) unless the data fits this model."""
+        if vocab_size != self.vocab_size:
+            raise ValueError(
+                f"the data's tokenizer has vocab_size {vocab_size} but the model was built for {self.vocab_size}; "
+                "use the tokenizer the model was trained with (data.tokenizer)"
+            )
+        max_length = _max_length(self.network)
+        if max_length is not None and seq_len > max_length:
+            raise ValueError(
+                f"data.seq_len={seq_len} is larger than the network's max_length={max_length}; "
+                f"lower data.seq_len or set model.network.init_args.max_length >= {seq_len}"
+            )
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "vocab_size"):
+            self.check_data(datamodule.vocab_size, datamodule.hparams.seq_len)
+
+    # --------------------------------------------------------------------------------------- networks
+    def network_call(self, network: nn.Module) -> Callable[[Tensor, Tensor], Tensor]:
+        """(x_t, total noise) -> network output, for `network` (self.network or self.ema)."""
+        return lambda x_t, total: network(x_t, total)
+
+    def sampling_model(self) -> samplers.ConcreteScore | samplers.Denoiser:
+        """The EMA network wrapped for the samplers: a Denoiser for log-probability outputs, else a score."""
+        network = self.ema
+        if self.loss.output_kind == "log_score":
+            return samplers.ConcreteScore(lambda x, t: network(x, self.process.total(t)), log=True)
+        return samplers.Denoiser(lambda x: network(x, None), log=True)
+
+    @property
+    def sampler(self) -> samplers.Sampler:
+        """The sampler of `generate`, built from the process on first use (default samplers.EulerSampler)."""
+        if self._sampler is None:
+            self._sampler = (self._sampler_factory or samplers.EulerSampler)(self.process)
+        return self._sampler
+
+    @torch.no_grad()
+    def generate(
+        self, batch_size: int, length: int, generator: torch.Generator | None = None, **options: Any
+    ) -> Tensor:
+        """Tokens (batch_size, length) from self.sampler with the EMA weights; options go to sampler.sample."""
+        return self.sampler.sample(
+            self.sampling_model(), batch_size, length, generator=generator, device=self.device, **options
+        )
+
+    def train(self, mode: bool = True) -> DiffusionModule:
+        """nn.Module.train, except that the EMA copy always stays in eval mode (no dropout in sampling)."""
+        super().train(mode)
+        self.ema.eval()
+        return self
+
+    # --------------------------------------------------------------------------------------- training
+    def on_fit_start(self) -> None:
+        self._ema_step = self.trainer.global_step
+
+    def on_train_epoch_start(self) -> None:
+        """Reseed the training shuffle from (data seed, epoch): Lightning does not restore sampler state."""
+        loader = self.trainer.train_dataloader
+        sampler = getattr(getattr(loader, "batch_sampler", None), "sampler", None) or getattr(loader, "sampler", None)
+        generator = getattr(sampler, "generator", None)
+        if isinstance(generator, torch.Generator):
+            data_seed = getattr(getattr(self.trainer, "datamodule", None), "seed", 0)
+            generator.manual_seed(mixed_seed(data_seed, self.current_epoch))
+
+    def on_train_batch_start(self, batch: Tensor, batch_idx: int) -> None:
+        self._batch_start = time.perf_counter()
+
+    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        """mean over the batch of loss(network(x_t, sigma-bar(t)), x_0, x_t, t) / L: nats per token."""
+        x0 = batch
+        size, length = x0.shape
+        step_index = self.trainer.fit_loop.epoch_loop.total_batch_idx
+        generator = seeded_generator(x0.device, self.seed, step_index, self.global_rank)
+        t = self.loss.sample_time(size, device=x0.device, generator=generator)
+        x_t = self.process.sample(x0, t[:, None], generator=generator)
+        nats = self.loss(self.network(x_t, self.process.total(t)), x0, x_t, t)  # (B,)
+        loss = nats.mean() / length
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/nats_per_sequence", nats.mean().detach())
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"])
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Tensor, batch_idx: int) -> None:
+        elapsed = time.perf_counter() - self._batch_start
+        self.log("train/tokens_per_s", batch.numel() * self.trainer.world_size / max(elapsed, 1e-9))
+        if self.trainer.global_step != self._ema_step:  # an optimiser step happened (not mid-accumulation)
+            update_average(self.ema, self.network, self.ema_decay)
+            self._ema_step = self.trainer.global_step
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = torch.optim.AdamW(self.network.parameters(), **self.optimizer_options)
+        total = self.trainer.max_steps if self.trainer.max_steps > 0 else int(self.trainer.estimated_stepping_batches)
+        factor = partial(warmup_decay, total_steps=total, **self.schedule_options)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ------------------------------------------------------------------------------------- validation
+    def _negative_elbo(self, x0: Tensor) -> Tensor:
+        """(B, K) nats of the EMA network on x0 (B, L); see training.elbo.sequence_negative_elbo."""
+        return sequence_negative_elbo(
+            self.process, self.loss, self.loss.sample_time, self.ema, x0, self.val_time_samples, self.seed
+        )
+
+    def validation_step(self, batch: Tensor, batch_idx: int) -> None:
+        nats = self._negative_elbo(batch).mean(dim=1)  # (B,) per-sequence estimates
+        self.val_nats.update(nats.double().sum())
+        self.val_tokens.update(torch.tensor(float(batch.numel()), dtype=torch.float64, device=batch.device))
+
+    def on_validation_epoch_end(self) -> None:
+        nats, tokens = self.val_nats.compute(), self.val_tokens.compute()  # summed over batches and devices
+        self.val_nats.reset()
+        self.val_tokens.reset()
+        if float(tokens) == 0.0:
+            return
+        self.validation_result = {
+            "nats": float(nats),
+            "tokens": float(tokens),
+            "bits_per_token": float(losses.bits_per_token(nats, tokens)),
+            "perplexity_bound": float(losses.perplexity_bound(nats, tokens)),
+        }
+        self.log("val/nats_per_token", nats / tokens, sync_dist=False)
+        self.log("val/bits_per_token", losses.bits_per_token(nats, tokens), prog_bar=True, sync_dist=False)
+        self.log("val/perplexity_bound", losses.perplexity_bound(nats, tokens), sync_dist=False)
+
+    test_step = validation_step
+    on_test_epoch_end = on_validation_epoch_end
+
+    # ------------------------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CONFIG_KEY] = {"vocab_size": self.vocab_size, "config": self.run_config}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        stored = checkpoint.get(CONFIG_KEY, {})
+        if stored.get("vocab_size", self.vocab_size) != self.vocab_size:
+            raise ValueError(
+                f"the checkpoint was trained with vocab_size {stored['vocab_size']}, this run has "
+                f"{self.vocab_size}; use the checkpoint's data.tokenizer"
+            )
+
+
