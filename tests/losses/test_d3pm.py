@@ -1,0 +1,131 @@
+"""D3PMLoss against D3PM's own matrices ((1 - beta) I + beta 1 1^T / n; (1 - beta) I + beta 1 e_mask^T), Bayes'
+rule by brute force, and the discrete-time ELBO of the enumerated reverse chain."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from losses_brute_force import all_sequences, sequence_index
+
+import ctmc
+import losses
+
+
+def _chain(kind, vocab, steps):
+    if kind == "absorbing":
+        return ctmc.DiscreteTimeChain.linear_mutual_information(ctmc.Absorbing(vocab), steps)
+    betas = torch.linspace(0.05, 0.5, steps, dtype=torch.float64)
+    return ctmc.DiscreteTimeChain(ctmc.Uniform(vocab), betas)
+
+
+def _d3pm_matrices(kind, n, betas):
+    """D3PM's one-step matrices Q_1..Q_T and cumulative products Q-bar_0..Q-bar_T, built from the paper's formulas."""
+    steps = []
+    for beta in betas:
+        if kind == "absorbing":
+            q = (1 - beta) * np.eye(n)
+            q[:, -1] += beta
+        else:
+            q = (1 - beta) * np.eye(n) + beta / n
+        steps.append(q)
+    cumulative = [np.eye(n)]
+    for q in steps:
+        cumulative.append(cumulative[-1] @ q)
+    return steps, cumulative
+
+
+def _bayes_kl(kind, n, betas, probs, x0, x_t, i):
+    """Per-position KL(q(x_{i-1} | x_i, x0) || sum_x q(x_{i-1}, x_i | x) p(x)) by brute force."""
+    steps, cumulative = _d3pm_matrices(kind, n, betas)
+    out = np.zeros(x0.shape)
+    for b in range(x0.shape[0]):
+        q_i, before = steps[i[b] - 1], cumulative[i[b] - 1]
+        for pos in range(x0.shape[1]):
+            a, c = x0[b, pos], x_t[b, pos]
+            true = before[a] * q_i[:, c]
+            true /= true.sum()
+            model = (probs[b, pos] @ before) * q_i[:, c]
+            model /= model.sum()
+            keep = true > 0
+            out[b, pos] = np.sum(true[keep] * np.log(true[keep] / model[keep]))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["absorbing", "uniform"])
+@given(seed=st.integers(0, 10_000), vocab=st.integers(2, 4))
+def test_kl_terms_match_brute_force_bayes(kind, seed, vocab):
+    # Reference: D3PM's matrices in numpy and Bayes' rule written out; rtol 1e-9 (float64).
+    steps = 6
+    chain = _chain(kind, vocab, steps)
+    loss = losses.D3PMLoss(chain, hybrid_weight=0.0)
+    g = torch.Generator().manual_seed(seed)
+    x0 = torch.randint(0, loss._clean_states(), (3, 4), generator=g)
+    i = loss.sample_steps(3, generator=g)
+    x_t = chain.sample(x0, i[:, None], generator=g)
+    logits = torch.randn(3, 4, chain.num_states, dtype=torch.float64, generator=g)
+    kl = loss.kl_terms(logits, x0, x_t, i)
+    probs = torch.softmax(logits, -1).numpy()
+    expected = _bayes_kl(kind, chain.num_states, chain.betas.numpy(), probs, x0.numpy(), x_t.numpy(), i.numpy())
+    np.testing.assert_allclose(kl.numpy(), expected, rtol=1e-9, atol=1e-12)
+    assert bool((kl >= 0).all())
+    exact = torch.full_like(logits, float("-inf")).scatter(-1, x0[..., None], 0.0)  # p~(x0) = 1
+    assert torch.equal(loss.kl_terms(exact, x0, x_t, i), torch.zeros_like(kl))
+    prior = loss(exact, x0, x_t, i)  # only the (model-independent) prior term is left
+    assert torch.allclose(prior, loss._prior_kl[x0].sum(-1))
+
+
+@pytest.mark.parametrize("kind", ["absorbing", "uniform"])
+def test_expected_loss_bounds_the_enumerated_reverse_chain(kind):
+    # Reference: the model's reverse chain over all n^L sequences (n = 3, L = 2), p(x_T) = prior^L, then
+    # p(x_{i-1} | x_i) = prod_l sum_x q(x_{i-1}^l, x_i^l | x) p~(x | x_i) normalised; exact sum over steps.
+    vocab, length, steps = (2, 2, 4) if kind == "absorbing" else (3, 2, 4)
+    chain = _chain(kind, vocab, steps)
+    loss = losses.D3PMLoss(chain, hybrid_weight=0.0)
+    n = chain.num_states
+    xs = all_sequences(n, length)
+    rng = np.random.default_rng(4)
+    logits = rng.normal(size=(len(xs), length, n))
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    step_matrices, cumulative = _d3pm_matrices(kind, n, chain.betas.numpy())
+    prior = np.eye(n)[-1] if kind == "absorbing" else np.full(n, 1.0 / n)
+    p = np.prod(prior[xs], axis=1)
+    for i in range(steps, 0, -1):
+        move = np.ones((len(xs), len(xs)))
+        for pos in range(length):
+            per_state = (probs[:, pos] @ cumulative[i - 1]) * step_matrices[i - 1][:, xs[:, pos]].T  # (N, n)
+            norm = per_state.sum(-1, keepdims=True)  # 0 for states x_i that step i cannot produce
+            per_state = np.divide(per_state, norm, out=np.zeros_like(per_state), where=norm > 0)
+            move *= per_state[:, xs[:, pos]]
+        p = p @ move
+    clean = all_sequences(loss._clean_states(), length)
+    nll = -np.log(p[sequence_index(clean, n)])
+    # Exact expectation of forward over i ~ U{1..T} and x_i ~ q(x_i | x0), by enumeration.
+    bound = np.zeros(len(clean))
+    for i in range(1, steps + 1):
+        q = np.ones((len(clean), len(xs)))
+        for pos in range(length):
+            q *= cumulative[i][clean[:, pos]][:, xs[:, pos]]
+        a, b = np.nonzero(q > 0)
+        values = loss(
+            torch.as_tensor(logits[b]),
+            torch.as_tensor(clean[a]),
+            torch.as_tensor(xs[b]),
+            torch.full((len(a),), i, dtype=torch.long),
+        ).numpy()
+        np.add.at(bound, a, q[a, b] * values / steps)
+    assert np.all(bound >= nll - 1e-9)
+    assert np.mean(bound - nll) > 1e-3
+
+
+def test_hybrid_term_adds_cross_entropy():
+    # Reference: -log softmax(logits)[x0] summed over positions, times hybrid_weight.
+    chain = _chain("uniform", 3, 5)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randint(0, 3, (4, 6), generator=g)
+    i = torch.tensor([1, 2, 5, 3])
+    x_t = chain.sample(x0, i[:, None], generator=g)
+    logits = torch.randn(4, 6, 3, dtype=torch.float64, generator=g)
+    difference = losses.D3PMLoss(chain, 0.3)(logits, x0, x_t, i) - losses.D3PMLoss(chain, 0.0)(logits, x0, x_t, i)
+    ce = -torch.log_softmax(logits, -1).gather(-1, x0[..., None]).squeeze(-1).sum(-1)
+    torch.testing.assert_close(difference, 0.3 * ce, rtol=1e-12, atol=1e-12)
