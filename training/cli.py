@@ -14,16 +14,18 @@ training starts.
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 import yaml
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from training.checkpoint import AtomicModelCheckpoint
 from training.data import TextDataModule
-from training.module import DiffusionModule
+from training.module import CONFIG_KEY, DiffusionModule
 from training.sample_logging import SampleLogger
 
 
@@ -49,6 +51,7 @@ class DiffusionCLI(LightningCLI):
         try:
             super().instantiate_classes()
             self.model.check_data(self.datamodule.vocab_size, self.datamodule.hparams.seq_len)
+            self.check_checkpoint()
         except (ValueError, FileNotFoundError) as error:
             message = " ".join(str(error).split())
             print(f"error: {message}", file=sys.stderr)
@@ -56,6 +59,20 @@ class DiffusionCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         dumped = yaml.safe_load(self._parser(self.subcommand).dump(config, skip_check=True))
         self.model.run_config = yaml.safe_dump({key: dumped[key] for key in ("model", "data")})
+
+
+    def check_checkpoint(self) -> None:
+        """Raise ValueError if --ckpt_path names a checkpoint trained with another vocabulary size."""
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        path = config.get("ckpt_path") if hasattr(config, "get") else None
+        if not path or path in ("last", "best", "hpc", "registry") or not os.path.isfile(path):
+            return
+        stored = torch.load(path, map_location="cpu", weights_only=True).get(CONFIG_KEY, {})
+        if stored.get("vocab_size", self.model.vocab_size) != self.model.vocab_size:
+            raise ValueError(
+                f"ckpt_path={path} was trained with vocab_size {stored['vocab_size']}, but data.tokenizer gives "
+                f"{self.model.vocab_size}; use the checkpoint's data.tokenizer (see its stored config)"
+            )
 
 
 def run_lightning(args: Sequence[str] | None = None) -> DiffusionCLI:

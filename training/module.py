@@ -149,7 +149,7 @@ class DiffusionModule(pl.LightningModule):
         """The EMA network wrapped for the samplers: a Denoiser for log-probability outputs, else a score."""
         network = self.ema
         if self.loss.output_kind == "log_score":
-            return samplers.ConcreteScore(lambda x, t: network(x, self.process.total(t)), log=True)
+            return samplers.ConcreteScore(lambda x, total: network(x, total), log=True)  # samplers pass sigma-bar
         return samplers.Denoiser(lambda x: network(x, None), log=True)
 
     @property

@@ -1,0 +1,178 @@
+"""End-to-end tests of the `lightning` command (training.cli.main), run in-process on a tiny model and corpus.
+
+Every config in configs/ must pass --print_config and train for 2 steps with tiny-model overrides; bad input
+must fail before training with one line that names what to change.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from training.cli import main
+from training.module import CONFIG_KEY
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+TEXT = "".join(f"Line {i}: the quick brown fox jumps over the lazy dog, {i * 7 % 13} times.\n" for i in range(60))
+
+
+def tiny_corpus(directory: Path, text: str = TEXT) -> Path:
+    """A small text file (about 4,000 characters) in `directory`."""
+    path = directory / "tiny.txt"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def tiny_args(corpus: Path, network: str = "models.DiT", steps: int = 2) -> list[str]:
+    """Command-line overrides for a 1-layer, 32-wide network on the byte tokenizer, 16-token blocks."""
+    args = [
+        f"--model.network={network}",
+        "--model.network.hidden_size=32",
+        "--model.network.num_layers=1",
+        "--model.network.num_heads=2",
+        "--model.network.max_length=32",
+        "--model.network.dropout=0.0",
+        f"--data.paths={corpus}",
+        "--data.tokenizer=char",
+        "--data.seq_len=16",
+        "--data.batch_size=4",
+        "--data.num_workers=0",
+        f"--trainer.max_steps={steps}",
+        "--trainer.accelerator=cpu",
+        "--trainer.devices=1",
+        "--trainer.strategy=auto",
+        "--trainer.precision=32-true",
+        "--trainer.accumulate_grad_batches=1",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        "--trainer.num_sanity_val_steps=0",
+        "--trainer.limit_val_batches=2",
+        f"--trainer.val_check_interval={steps}",
+        "--trainer.check_val_every_n_epoch=null",
+        "--trainer.log_every_n_steps=1",
+        "--model.warmup_steps=1",
+        "--checkpoint.every_n_train_steps=null",
+        "--samples.every_n_steps=0",
+    ]
+    if network == "models.DiT":
+        args.append("--model.network.cond_dim=16")
+    return args
+
+
+def read_metrics(root: Path) -> list[dict[str, str]]:
+    """Rows of the (only) metrics.csv under root/logs."""
+    (path,) = sorted(root.glob("logs/lightning_logs/version_*/metrics.csv"))
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("config", ["sedd.yaml", "radd.yaml", "sedd-uniform.yaml", "sedd-small-gpu.yaml"])
+def test_print_config_lists_every_section(config, capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "-c", str(CONFIGS / config), "--print_config"])
+    assert exit_info.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert {"trainer", "model", "data", "checkpoint", "samples"} <= set(printed)
+    assert "vocab_size" not in printed["model"]  # linked from the data module, written once
+    assert printed["model"]["network"]["class_path"].startswith("models.")
+
+
+@pytest.mark.parametrize(
+    ("config", "network"),
+    [
+        ("sedd.yaml", "models.DiT"),
+        ("radd.yaml", "models.RADDDenoiser"),
+        ("sedd-uniform.yaml", "models.DiT"),
+        ("sedd-small-gpu.yaml", "models.DiT"),
+    ],
+)
+def test_two_step_smoke_run_writes_metrics_and_checkpoint(config, network, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    corpus = tiny_corpus(tmp_path)
+    cli = main(["fit", "-c", str(CONFIGS / config), *tiny_args(corpus, network)])
+    assert cli.trainer.global_step == 2
+    rows = read_metrics(tmp_path)
+    losses_logged = [float(row["train/loss"]) for row in rows if row.get("train/loss")]
+    assert len(losses_logged) == 2 and all(torch.isfinite(torch.tensor(losses_logged)))
+    bits = [float(row["val/bits_per_token"]) for row in rows if row.get("val/bits_per_token")]
+    assert len(bits) == 1 and 0.0 < bits[0] < 100.0
+    (last,) = tmp_path.glob("logs/lightning_logs/version_*/checkpoints/last.ckpt")
+    checkpoint = torch.load(last, weights_only=True, map_location="cpu")  # no pickled objects
+    assert checkpoint[CONFIG_KEY]["vocab_size"] == 257
+    stored = yaml.safe_load(checkpoint[CONFIG_KEY]["config"])
+    assert stored["model"]["network"]["class_path"] == network
+    assert any(key.startswith("ema.") for key in checkpoint["state_dict"])
+    assert not list(tmp_path.rglob("*.partial"))  # atomic writes leave no temporary file
+
+
+def test_sample_logger_writes_decoded_samples(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    corpus = tiny_corpus(tmp_path)
+    args = [*tiny_args(corpus), "--samples.every_n_steps=1", "--samples.num_samples=2", "--samples.length=8"]
+    main(["fit", "-c", str(CONFIGS / "sedd.yaml"), *args, "--model.sampler=samplers.EulerSampler",
+          "--model.sampler.steps=4"])
+    (path,) = tmp_path.glob("logs/lightning_logs/version_*/samples.txt")
+    text = path.read_text(encoding="utf-8")
+    assert text.count("=== step") == 2 and text.count("--- sample") == 4
+    assert "unigram entropy" in text
+
+
+def one_line_error(capsys) -> str:
+    """The stderr of a failed command: exactly one line starting with 'error:'."""
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def run_failing(args: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    return one_line_error(capsys)
+
+
+def test_missing_corpus_is_one_line_error(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    args = tiny_args(tmp_path / "no-such-file.txt")
+    message = run_failing(["fit", "-c", str(CONFIGS / "sedd.yaml"), *args], capsys)
+    assert "paths" in message and "no-such-file.txt" in message
+    assert not (tmp_path / "logs").exists()  # nothing started
+
+
+def test_empty_corpus_is_one_line_error(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    corpus = tiny_corpus(tmp_path, text="")
+    message = run_failing(["fit", "-c", str(CONFIGS / "sedd.yaml"), *tiny_args(corpus)], capsys)
+    assert "paths" in message
+
+
+def test_unknown_config_key_is_one_line_error(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    args = [*tiny_args(tiny_corpus(tmp_path)), "--model.learning_rate=0.1"]
+    message = run_failing(["fit", "-c", str(CONFIGS / "sedd.yaml"), *args], capsys)
+    assert "learning_rate" in message
+
+
+def test_sequence_longer_than_network_is_one_line_error(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    args = [*tiny_args(tiny_corpus(tmp_path)), "--data.seq_len=64"]
+    message = run_failing(["fit", "-c", str(CONFIGS / "sedd.yaml"), *args], capsys)
+    assert "data.seq_len=64" in message and "max_length=32" in message
+
+
+def test_checkpoint_with_other_vocabulary_is_one_line_error(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    corpus = tiny_corpus(tmp_path)
+    main(["fit", "-c", str(CONFIGS / "sedd.yaml"), *tiny_args(corpus, steps=1)])
+    (last,) = tmp_path.glob("logs/lightning_logs/version_*/checkpoints/last.ckpt")
+    checkpoint = torch.load(last, weights_only=True)
+    checkpoint[CONFIG_KEY]["vocab_size"] = 50257  # as if trained with the GPT-2 tokenizer
+    torch.save(checkpoint, tmp_path / "gpt2.ckpt")
+    args = [*tiny_args(corpus, steps=2), f"--ckpt_path={tmp_path / 'gpt2.ckpt'}"]
+    message = run_failing(["fit", "-c", str(CONFIGS / "sedd.yaml"), *args], capsys)
+    assert "vocab_size" in message and "tokenizer" in message
