@@ -1,1 +1,35 @@
-"""samplers package."""
+"""Reverse-time samplers for CTMC discrete diffusion (docs/samplers.md).
+
+Every sampler is built from a `ctmc.ForwardProcess` and its settings and draws with
+`sampler.sample(model, batch_size, length, generator=..., prefix=..., given=..., tokens=...)` -> (B, L) long,
+or `sampler.generate(...)` -> `SamplingResult(tokens, nfe)`. `model` is a `ConcreteScore` (score(x, sigma-bar)),
+a `Denoiser` (p(x_0 | x_t), absorbing chain), or a bare score callable.
+
+Depends on torch and ctmc only (no Lightning, no tokenizer).
+"""
+
+from samplers.base import Sampler, SamplingResult
+from samplers.decoding import Decoding
+from samplers.euler import EulerSampler
+from samplers.first_hitting import FirstHittingSampler
+from samplers.metrics import unigram_entropy
+from samplers.models import ConcreteScore, Denoiser, ModelOutput, as_model, denoiser_from_score, denoiser_score
+from samplers.tau_leaping import TauLeapingSampler
+from samplers.tweedie import TweedieSampler
+
+__all__ = [
+    "ConcreteScore",
+    "Decoding",
+    "Denoiser",
+    "EulerSampler",
+    "FirstHittingSampler",
+    "ModelOutput",
+    "Sampler",
+    "SamplingResult",
+    "TauLeapingSampler",
+    "TweedieSampler",
+    "as_model",
+    "denoiser_from_score",
+    "denoiser_score",
+    "unigram_entropy",
+]

@@ -1,0 +1,270 @@
+"""The shared sampling mechanism: time grid, loop, conditioning, caching, NFE counting, progress bar.
+
+A sampler subclasses `Sampler` and implements only its stateless step
+
+    step(output, x, t, s, generator) -> x_s
+
+that moves x (B, L) from time t to the earlier time s (both (B,) diffusion times) given the model output at
+(x, t). The base class starts from the prior (all masks for the absorbing chain, uniform tokens otherwise),
+walks the time grid 1 = t_0 > t_1 > ... > t_K = eps, re-imposes the given tokens after every step and, if
+`denoise`, finishes with the analytic step from eps to 0 (SEDD's final denoising step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+import ctmc
+from samplers.analytic import analytic_jumps
+from samplers.decoding import Decoding
+from samplers.jumps import apply_jumps
+from samplers.models import Denoiser, Model, ModelOutput, as_model, evaluate
+
+
+@dataclass
+class SamplingResult:
+    """tokens: (B, L) long; nfe: the number of network calls made (cached evaluations not counted)."""
+
+    tokens: Tensor
+    nfe: int
+
+
+class _Evaluator:
+    """Calls the model, counts the calls, and reuses a time-independent denoiser's output when x is unchanged."""
+
+    def __init__(self, model: Model, process: ctmc.ForwardProcess, cache: bool) -> None:
+        self.model = model
+        self.process = process
+        self.cache = cache and model.time_independent
+        n = process.num_states
+        self.expected = n - 1 if isinstance(model, Denoiser) else n
+        self.nfe = 0
+        self._last: tuple[Tensor, ModelOutput] | None = None
+
+    def __call__(self, x: Tensor, t: Tensor) -> ModelOutput:
+        total = self.process.total(t)
+        if self.cache and self._last is not None and torch.equal(self._last[0], x):
+            cached = self._last[1]
+            scale = 1.0 / torch.expm1(total.to(cached.values.dtype))
+            return ModelOutput(cached.values, scale, total)
+        with torch.no_grad():
+            output = evaluate(self.model, x, total, self.expected)
+        self.nfe += 1
+        if self.cache:
+            self._last = (x, output)
+        return output
+
+
+def _check_int(value: object, name: str, minimum: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+class Sampler:
+    """Reverse-time sampler of a `ctmc.ForwardProcess` (time 1 = noise down to eps, then optional denoising).
+
+    process: the forward process; steps: number of steps K (>= 1) on the linear grid from 1 to eps, unless
+    `times` (a decreasing sequence from 1 to eps) is given; eps: the last time of the grid, in (0, 1);
+    denoise: finish with the analytic step from eps to 0 (one extra network call, SEDD);
+    temperature, top_k, top_p, greedy: how the destination of a jump is drawn (`samplers.Decoding`);
+    cache: reuse a time-independent denoiser's output when no token changed since the last call;
+    progress: show a tqdm progress bar over steps.
+    """
+
+    def __init__(
+        self,
+        process: ctmc.ForwardProcess,
+        steps: int = 128,
+        eps: float = 1e-5,
+        *,
+        times: Sequence[float] | Tensor | None = None,
+        denoise: bool = True,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        greedy: bool = False,
+        cache: bool = True,
+        progress: bool = False,
+    ) -> None:
+        if not isinstance(process, ctmc.ForwardProcess):
+            raise TypeError(f"process must be a ctmc.ForwardProcess, got {type(process).__name__}")
+        if not (isinstance(eps, (int, float)) and 0.0 < eps < 1.0):
+            raise ValueError(f"eps must be a float in (0, 1), got {eps!r}; it is the last time of the grid")
+        self.process = process
+        self.eps = float(eps)
+        self.steps = steps
+        self.times = self._make_times(steps, self.eps, times)
+        self.denoise = bool(denoise)
+        self.decoding = Decoding(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy)
+        self.cache = bool(cache)
+        self.progress = bool(progress)
+
+    @staticmethod
+    def _make_times(steps: int | None, eps: float, times: Sequence[float] | Tensor | None) -> Tensor:
+        if times is None:
+            _check_int(steps, "steps", 1)
+            return torch.linspace(1.0, eps, steps + 1, dtype=torch.float64)
+        grid = torch.as_tensor(times, dtype=torch.float64).flatten()
+        if grid.numel() < 2 or not bool((grid[1:] < grid[:-1]).all()) or grid[0] > 1 or grid[-1] <= 0:
+            raise ValueError("times must be a strictly decreasing sequence of >= 2 times in (0, 1], e.g. 1 ... eps")
+        return grid
+
+    # ---- the one method each sampler implements -------------------------------------------------------
+    def step(
+        self, output: ModelOutput, x: Tensor, t: Tensor, s: Tensor, generator: torch.Generator | None
+    ) -> Tensor:
+        """Move x (B, L) from time t to time s < t ((B,) each) given the model output at (x, t)."""
+        raise NotImplementedError
+
+    # ---- hooks ----------------------------------------------------------------------------------------
+    def check_model(self, model: Model) -> None:
+        """Refuse model kinds this sampler cannot use (a denoiser needs the absorbing chain)."""
+        if isinstance(model, Denoiser) and not isinstance(self.process.rate_matrix, ctmc.Absorbing):
+            raise TypeError(
+                "a samplers.Denoiser only defines a score for the absorbing chain (RADD); use a ConcreteScore "
+                f"with {type(self.process.rate_matrix).__name__}"
+            )
+
+    def prior(self, batch_size: int, length: int, device: torch.device, generator: torch.Generator | None) -> Tensor:
+        """x_1: all masks for the absorbing chain, otherwise uniform states (the uniform chain's stationary law)."""
+        rate_matrix = self.process.rate_matrix
+        if isinstance(rate_matrix, ctmc.Absorbing):
+            return torch.full((batch_size, length), rate_matrix.mask_index, dtype=torch.long, device=device)
+        return torch.randint(0, rate_matrix.num_states, (batch_size, length), device=device, generator=generator)
+
+    def schedule(
+        self, x: Tensor, free: Tensor, generator: torch.Generator | None
+    ) -> Iterator[tuple[Tensor, Tensor, Tensor, dict]]:
+        """Yield (t, s, query, options) per step: (B,) times from t to s, the model evaluated at `query`,
+        and extra keyword arguments of `step` (empty for grid samplers)."""
+        batch = x.shape[0]
+        for t, s in zip(self.times[:-1], self.times[1:], strict=True):
+            t_batch, s_batch = t.expand(batch).to(x.device), s.expand(batch).to(x.device)
+            yield t_batch, s_batch, t_batch, {}
+
+    def num_steps(self, x: Tensor, free: Tensor) -> int:
+        """How many steps `schedule` yields (for the progress bar)."""
+        return self.times.numel() - 1
+
+    # ---- the shared loop -------------------------------------------------------------------------------
+    def generate(
+        self,
+        model: object,
+        batch_size: int,
+        length: int,
+        *,
+        generator: torch.Generator | None = None,
+        prefix: Tensor | None = None,
+        given: Tensor | None = None,
+        tokens: Tensor | None = None,
+        device: torch.device | str | None = None,
+    ) -> SamplingResult:
+        """Draw (B, L) token ids from the model's reverse process and count the network calls.
+
+        model: `samplers.ConcreteScore`, `samplers.Denoiser` or a bare callable score(x, total).
+        prefix: (P,) or (B, P) long tokens fixed at positions 0 .. P-1 (a prompt).
+        given: (B, L) bool mask of fixed positions (infilling), with their tokens taken from `tokens`
+        ((B, L) long; other entries ignored). Fixed positions never change; the others follow the model.
+        device: where to sample; defaults to the generator's device, else CPU.
+        """
+        model = as_model(model)
+        self.check_model(model)
+        _check_int(batch_size, "batch_size", 1)
+        _check_int(length, "length", 1)
+        if device is None:
+            device = generator.device if generator is not None else torch.device("cpu")
+        device = torch.device(device)
+        fixed, values = self._conditioning(batch_size, length, prefix, given, tokens, device)
+        x = torch.where(fixed, values, self.prior(batch_size, length, device, generator))
+        evaluator = _Evaluator(model, self.process, self.cache)
+        steps = self.schedule(x, ~fixed, generator)
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            steps = tqdm(steps, total=self.num_steps(x, ~fixed), desc=type(self).__name__)
+        for t, s, query, options in steps:
+            x = torch.where(fixed, values, self.step(evaluator(x, query), x, t, s, generator, **options))
+        if self.denoise:
+            t = self.times[-1].expand(batch_size).to(device)
+            x = torch.where(fixed, values, self.denoising_step(evaluator(x, t), x, t, generator))
+        return SamplingResult(x, evaluator.nfe)
+
+    def sample(
+        self,
+        model: object,
+        batch_size: int,
+        length: int,
+        *,
+        generator: torch.Generator | None = None,
+        prefix: Tensor | None = None,
+        given: Tensor | None = None,
+        tokens: Tensor | None = None,
+        device: torch.device | str | None = None,
+    ) -> Tensor:
+        """`generate(...)`'s tokens: (B, L) long."""
+        return self.generate(
+            model, batch_size, length, generator=generator, prefix=prefix, given=given, tokens=tokens, device=device
+        ).tokens
+
+    def denoising_step(
+        self, output: ModelOutput, x: Tensor, t: Tensor, generator: torch.Generator | None
+    ) -> Tensor:
+        """The analytic step from t = eps to 0 (SEDD's final denoising; every mask is resolved)."""
+        total_t = output.total
+        probability, jumps = analytic_jumps(self.process.rate_matrix, output, x, total_t, torch.zeros_like(total_t))
+        return apply_jumps(x, probability, jumps, self.decoding, generator)
+
+    def _conditioning(
+        self,
+        batch_size: int,
+        length: int,
+        prefix: Tensor | None,
+        given: Tensor | None,
+        tokens: Tensor | None,
+        device: torch.device,
+    ) -> tuple[Tensor, Tensor]:
+        """(fixed (B, L) bool, values (B, L) long) from a prefix and/or an infilling mask."""
+        n = self.process.num_states
+        clean = n - 1 if isinstance(self.process.rate_matrix, ctmc.Absorbing) else n
+        fixed = torch.zeros(batch_size, length, dtype=torch.bool, device=device)
+        values = torch.zeros(batch_size, length, dtype=torch.long, device=device)
+        if given is not None:
+            if not isinstance(given, Tensor) or given.dtype != torch.bool or given.shape != (batch_size, length):
+                raise ValueError(f"given must be a bool tensor of shape {(batch_size, length)} (batch_size, length)")
+            if not isinstance(tokens, Tensor) or tokens.shape != (batch_size, length) or tokens.is_floating_point():
+                raise ValueError(
+                    f"tokens must be a long tensor of shape {(batch_size, length)} holding the given positions' "
+                    "tokens when given is passed"
+                )
+            given, tokens = given.to(device), tokens.to(device).long()
+            bad = given & ((tokens < 0) | (tokens >= clean))
+            if bool(bad.any()):
+                raise ValueError(f"tokens at given positions must be clean token ids in [0, {clean})")
+            fixed, values = given.clone(), torch.where(given, tokens, 0)
+        elif tokens is not None:
+            raise ValueError("tokens is only used with given (the mask of fixed positions); pass both")
+        if prefix is not None:
+            if not isinstance(prefix, Tensor) or prefix.is_floating_point() or prefix.dim() not in (1, 2):
+                raise ValueError("prefix must be a long tensor of shape (P,) or (batch_size, P)")
+            prefix = prefix.to(device).long()
+            if prefix.dim() == 1:
+                prefix = prefix.expand(batch_size, -1)
+            if prefix.shape[0] != batch_size:
+                raise ValueError(f"prefix has {prefix.shape[0]} rows, expected batch_size = {batch_size}")
+            if prefix.shape[1] > length:
+                raise ValueError(f"prefix of length {prefix.shape[1]} does not fit in length {length}; shorten it")
+            if bool(((prefix < 0) | (prefix >= clean)).any()):
+                raise ValueError(f"prefix must hold clean token ids in [0, {clean})")
+            width = prefix.shape[1]
+            fixed[:, :width] = True
+            values[:, :width] = prefix
+        return fixed, values
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.process!r}, steps={self.steps}, eps={self.eps})"
+
