@@ -20,6 +20,31 @@ from training.seeding import content_seeds, seeded_generator
 Network = Callable[[Tensor, Tensor], Tensor]
 
 
+def seeded_noise(
+    process: ForwardProcess,
+    sample_time: Callable[..., Tensor],
+    x0: Tensor,
+    num_time_samples: int,
+    antithetic: bool,
+    *seed_parts: int,
+) -> tuple[Tensor, Tensor]:
+    """Times and noisy sequences with each sequence's noise seeded by (seed_parts, hash of the sequence).
+
+    x0: (B, L) long. For every row, K = num_time_samples times from sample_time(K, antithetic=...) (a CPU
+    generator) and x_t ~ P(0, t)[x0, :] (a generator on x0's device). Returns the times (B K,) and x_t
+    (B K, L), rows grouped by sequence. Invariant to the order and the batching of the rows.
+    """
+    length = x0.shape[1]
+    times, noisy = [], []
+    for row, row_seed in zip(x0, content_seeds(x0), strict=True):
+        cpu_generator = seeded_generator("cpu", *seed_parts, row_seed)
+        t = sample_time(num_time_samples, generator=cpu_generator, antithetic=antithetic).to(x0.device)
+        generator = seeded_generator(x0.device, *seed_parts, row_seed, 1)
+        times.append(t)
+        noisy.append(process.sample(row.expand(num_time_samples, length), t[:, None], generator=generator))
+    return torch.cat(times), torch.cat(noisy)
+
+
 def sequence_negative_elbo(
     process: ForwardProcess,
     loss: Callable[[Tensor, Tensor, Tensor, Tensor], Tensor],
@@ -37,15 +62,8 @@ def sequence_negative_elbo(
     """
     if isinstance(num_time_samples, bool) or not isinstance(num_time_samples, int) or num_time_samples < 1:
         raise ValueError(f"num_time_samples must be an int >= 1, got {num_time_samples!r}")
-    batch, length = x0.shape
-    times, noisy = [], []
-    for row, row_seed in zip(x0, content_seeds(x0), strict=True):
-        generator = seeded_generator(x0.device, seed, row_seed)
-        t = sample_time(num_time_samples, device=x0.device, generator=generator, antithetic=True)
-        times.append(t)
-        noisy.append(process.sample(row.expand(num_time_samples, length), t[:, None], generator=generator))
-    t = torch.cat(times)  # (B K,)
-    x_t = torch.cat(noisy)  # (B K, L)
+    batch = x0.shape[0]
+    t, x_t = seeded_noise(process, sample_time, x0, num_time_samples, True, seed)
     clean = x0.repeat_interleave(num_time_samples, dim=0)
     nats = loss(network(x_t, process.total(t)), clean, x_t, t)
     return nats.reshape(batch, num_time_samples)

@@ -11,9 +11,11 @@ exponential moving average (EMA) of the weights and stratified times (training/e
 sums of nats and of tokens with torchmetrics, so that bits/token = sum nats / sum tokens / ln 2 whatever the
 batching and the number of devices.
 
-Randomness: the noise of training step k on rank r comes from a generator seeded by (seed, k, r), and the
-training shuffle of epoch e is reseeded from (data seed, e), so that a run resumed from an end-of-epoch
-checkpoint continues exactly as the uninterrupted run.
+Randomness: the noise of a sequence at training batch k on rank r comes from generators seeded by
+(seed, k, r, hash of the sequence) (training/elbo.py seeded_noise), so it does not depend on the order of
+the rows in the batch, and the
+training shuffle is replayed to epoch e on resume, so that a run resumed from a checkpoint written at the
+end of an epoch's last batch (ModelCheckpoint every_n_train_steps) continues exactly as the uninterrupted run.
 """
 
 from __future__ import annotations
@@ -32,10 +34,9 @@ import ctmc
 import losses
 import models
 import samplers
-from training.elbo import sequence_negative_elbo
+from training.elbo import seeded_noise, sequence_negative_elbo
 from training.ema import frozen_copy, update_average
 from training.lr_schedule import Decay, warmup_decay
-from training.seeding import mixed_seed, seeded_generator
 
 CONFIG_KEY = "ctmc_training"  # checkpoint entry: {"vocab_size": int, "config": YAML of model and data}
 
@@ -117,7 +118,6 @@ class DiffusionModule(pl.LightningModule):
         self.val_tokens = torchmetrics.SumMetric().set_dtype(torch.float64)
         self.validation_result: dict[str, float] = {}  # the last validation's float64 values
         self.run_config: str | None = None  # YAML of the model and data config, set by the CLI
-        self._ema_step = 0
         self._batch_start = 0.0
 
     # ----------------------------------------------------------------------------------------- checks
@@ -175,17 +175,24 @@ class DiffusionModule(pl.LightningModule):
         return self
 
     # --------------------------------------------------------------------------------------- training
-    def on_fit_start(self) -> None:
-        self._ema_step = self.trainer.global_step
+    def on_train_start(self) -> None:
+        """After a resume at epoch e > 0, replay the training shuffle to where an uninterrupted run has it.
 
-    def on_train_epoch_start(self) -> None:
-        """Reseed the training shuffle from (data seed, epoch): Lightning does not restore sampler state."""
+        Lightning restores neither the sampler's generator nor its position. The data module seeds the
+        shuffle generator with its `seed` once; an uninterrupted run has drawn e epochs' permutations from it
+        at the start of epoch e, so the generator is reseeded and e epochs of the sampler are drawn and
+        discarded. (Resuming mid-epoch is not exact; Lightning warns about it.)
+        """
+        epochs = self.current_epoch
         loader = self.trainer.train_dataloader
         sampler = getattr(getattr(loader, "batch_sampler", None), "sampler", None) or getattr(loader, "sampler", None)
         generator = getattr(sampler, "generator", None)
-        if isinstance(generator, torch.Generator):
-            data_seed = getattr(getattr(self.trainer, "datamodule", None), "seed", 0)
-            generator.manual_seed(mixed_seed(data_seed, self.current_epoch))
+        if epochs == 0 or not isinstance(generator, torch.Generator):
+            return
+        generator.manual_seed(getattr(getattr(self.trainer, "datamodule", None), "seed", 0))
+        for _ in range(epochs):
+            for _ in sampler:
+                pass
 
     def on_train_batch_start(self, batch: Tensor, batch_idx: int) -> None:
         self._batch_start = time.perf_counter()
@@ -193,11 +200,11 @@ class DiffusionModule(pl.LightningModule):
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         """mean over the batch of loss(network(x_t, sigma-bar(t)), x_0, x_t, t) / L: nats per token."""
         x0 = batch
-        size, length = x0.shape
+        length = x0.shape[1]
         step_index = self.trainer.fit_loop.epoch_loop.total_batch_idx
-        generator = seeded_generator(x0.device, self.seed, step_index, self.global_rank)
-        t = self.loss.sample_time(size, device=x0.device, generator=generator)
-        x_t = self.process.sample(x0, t[:, None], generator=generator)
+        t, x_t = seeded_noise(
+            self.process, self.loss.sample_time, x0, 1, False, self.seed, step_index, self.global_rank
+        )
         nats = self.loss(self.network(x_t, self.process.total(t)), x0, x_t, t)  # (B,)
         loss = nats.mean() / length
         self.log("train/loss", loss, prog_bar=True)
@@ -208,9 +215,11 @@ class DiffusionModule(pl.LightningModule):
     def on_train_batch_end(self, outputs: Any, batch: Tensor, batch_idx: int) -> None:
         elapsed = time.perf_counter() - self._batch_start
         self.log("train/tokens_per_s", batch.numel() * self.trainer.world_size / max(elapsed, 1e-9))
-        if self.trainer.global_step != self._ema_step:  # an optimiser step happened (not mid-accumulation)
-            update_average(self.ema, self.network, self.ema_decay)
-            self._ema_step = self.trainer.global_step
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The optimiser step, then the EMA update (before any callback's on_train_batch_end checkpoints)."""
+        super().optimizer_step(*args, **kwargs)
+        update_average(self.ema, self.network, self.ema_decay)
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = torch.optim.AdamW(self.network.parameters(), **self.optimizer_options)

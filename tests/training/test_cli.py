@@ -63,9 +63,9 @@ def tiny_args(corpus: Path, network: str = "models.DiT", steps: int = 2) -> list
     return args
 
 
-def read_metrics(root: Path) -> list[dict[str, str]]:
-    """Rows of the (only) metrics.csv under root/logs."""
-    (path,) = sorted(root.glob("logs/lightning_logs/version_*/metrics.csv"))
+def read_metrics(root: Path, version: str = "version_*") -> list[dict[str, str]]:
+    """Rows of the (only) metrics.csv of `version` under root/logs."""
+    (path,) = sorted(root.glob(f"logs/lightning_logs/{version}/metrics.csv"))
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
 
