@@ -13,13 +13,13 @@ from torch import Tensor
 def as_time(t: Tensor | float, name: str = "t", *, upper: float | None = None) -> Tensor:
     """Return `t` as a floating tensor after checking it is finite, >= 0 and (optionally) <= `upper`.
 
-    Python numbers become tensors of the default dtype; integer or boolean tensors are refused, because a
+    Python numbers become float64 tensors (a Python float is a double); integer or boolean tensors are refused, as a
     time of dtype long silently truncates.
     """
     if isinstance(t, bool):
         raise TypeError(f"{name} must be a float tensor or a Python float, got a bool")
     if isinstance(t, (int, float)):
-        t = torch.tensor(float(t), dtype=torch.get_default_dtype())
+        t = torch.tensor(float(t), dtype=torch.float64)
     if not isinstance(t, Tensor):
         raise TypeError(f"{name} must be a float tensor or a Python float, got {type(t).__name__}")
     if not t.is_floating_point():
@@ -50,7 +50,7 @@ def check_states(x: Tensor, num_states: int, name: str = "x") -> Tensor:
 
 
 def broadcast_time(x: Tensor, t: Tensor, name: str = "t") -> Tensor:
-    """Broadcast `t` to `x.shape`, refusing shapes that would enlarge `x`.
+    """Broadcast `t` to `x.shape`; t must be a scalar or have x's number of dimensions.
 
     A per-sequence time of shape (B,) with x of shape (B, L) must be given as t[:, None].
     """
@@ -58,7 +58,9 @@ def broadcast_time(x: Tensor, t: Tensor, name: str = "t") -> Tensor:
         shape = torch.broadcast_shapes(x.shape, t.shape)
     except RuntimeError:
         shape = None
-    if shape != x.shape:
+    # A lower-dimensional t would align with x's trailing dimensions: (B,) against (B, L) silently means one
+    # time per position when B == L. Only a scalar or a tensor with x's number of dimensions is accepted.
+    if shape != x.shape or t.dim() not in (0, x.dim()):
         raise ValueError(
             f"{name} of shape {tuple(t.shape)} does not broadcast to x's shape {tuple(x.shape)}; "
             f"for one time per sequence pass {name}[:, None]"

@@ -58,7 +58,6 @@ class Absorbing(RateMatrix):
         return out
 
     def _propagate(self, p: Tensor, t: Tensor) -> Tensor:
-        t = t.to(torch.promote_types(p.dtype, t.dtype))
         out = torch.exp(-t)[..., None] * p
         moved = -torch.expm1(-t) * p[..., : self.mask_index].sum(-1)
         out[..., self.mask_index] = p[..., self.mask_index] + moved

@@ -12,13 +12,21 @@ import torch
 from torch import Tensor
 
 
-def sample_categorical(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+def sample_categorical(
+    probs: Tensor, generator: torch.Generator | None = None, *, check: bool = True
+) -> Tensor:
     """Draw one index per row of an unnormalised probability tensor, by inverse CDF in float64.
 
-    probs: (..., n) non-negative, each row with a positive sum (it need not sum to 1).
-    Returns (...) long in [0, n); an index with zero mass is never drawn.
+    probs: (..., n) non-negative and finite, each row with a positive sum (it need not sum to 1).
+    Returns (...) long in [0, n); an index with zero mass is never drawn. `check=False` skips the
+    validation of probs (one pass over it) in inner loops whose inputs are valid by construction.
     """
     weights = probs.to(torch.float64)
+    if check:
+        if not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
+            raise ValueError("probs must be finite and non-negative")
+        if bool((weights.sum(-1) <= 0).any()):
+            raise ValueError("probs must have a positive sum in every row: a row with no mass cannot be sampled")
     cdf = weights.cumsum(-1)
     u = torch.rand((*weights.shape[:-1], 1), dtype=torch.float64, device=weights.device, generator=generator)
     total = cdf[..., -1:]

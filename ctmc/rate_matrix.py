@@ -71,8 +71,20 @@ def from_column_convention(matrix: Tensor) -> Tensor:
     """
     result = matrix.transpose(-1, -2)
     if result.dim() == 2:
+        if isinstance(matrix, Tensor) and matrix.is_floating_point() and _rows_sum_to_zero(matrix):
+            if not _rows_sum_to_zero(result):
+                raise ValueError(
+                    "matrix already follows the row convention (its rows sum to 0, its columns do not): "
+                    "use it as it is, without from_column_convention"
+                )
         validate_generator(result, name="matrix (after transposing from the column convention)")
     return result
+
+
+def _rows_sum_to_zero(matrix: Tensor) -> bool:
+    base = 1e-8 if matrix.dtype == torch.float64 else 1e-5
+    atol = base * max(1.0, matrix.abs().max().item()) * matrix.shape[-1]
+    return bool((matrix.sum(dim=-1).abs() <= atol).all())
 
 
 def to_column_convention(matrix: Tensor) -> Tensor:
@@ -132,6 +144,8 @@ class RateMatrix(ABC):
         """
         p = check_distribution(p, self.num_states)
         t = as_time(t)
+        dtype = torch.promote_types(p.dtype, t.dtype)
+        p, t = p.to(dtype), t.to(dtype)
         try:
             t = t.to(p.device).expand(p.shape[:-1])
         except RuntimeError:
@@ -178,7 +192,7 @@ class RateMatrix(ABC):
         return (p[..., None, :].to(transition.dtype) @ transition).squeeze(-2)
 
     def _sample(self, x: Tensor, t: Tensor, generator: torch.Generator | None) -> Tensor:
-        return sample_categorical(self._transition_from(x, t), generator)
+        return sample_categorical(self._transition_from(x, t), generator, check=False)
 
     def _outgoing_rates(self, x: Tensor) -> Tensor:
         return self.matrix(device=x.device)[x]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ctmc._checks import check_states
+from ctmc._checks import as_time, broadcast_time, check_states
 from ctmc.rate_matrix import RateMatrix
 
 
@@ -36,5 +36,5 @@ def reverse_rates(rate_matrix: RateMatrix, x: Tensor, score: Tensor, sigma: Tens
     rates = rate_matrix.incoming_rates(x).to(score.dtype) * score
     rates.scatter_(-1, x[..., None], 0.0)
     rates.scatter_(-1, x[..., None], -rates.sum(-1, keepdim=True))
-    sigma = torch.as_tensor(sigma, dtype=score.dtype, device=score.device)
-    return rates * sigma[..., None]
+    sigma = broadcast_time(x, as_time(sigma, "sigma"), name="sigma")
+    return rates * sigma.to(score.dtype)[..., None]

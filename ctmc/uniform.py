@@ -42,7 +42,6 @@ class Uniform(RateMatrix):
         return self._transition_from(x, t)  # P(t) is symmetric
 
     def _propagate(self, p: Tensor, t: Tensor) -> Tensor:
-        t = t.to(torch.promote_types(p.dtype, t.dtype))
         return torch.exp(-t)[..., None] * p + (-torch.expm1(-t))[..., None] * p.sum(-1, keepdim=True) / self.num_states
 
     def _sample(self, x: Tensor, t: Tensor, generator: torch.Generator | None) -> Tensor:
