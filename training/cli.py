@@ -2,7 +2,7 @@
 
     lightning fit -c configs/sedd.yaml [--trainer.max_steps=...]      # also validate, test, predict
     lightning sample --ckpt_path logs/.../last.ckpt [--steps 128 --prefix "ROMEO:"]   (training/sample.py)
-    lightning evaluate --ckpt_path logs/.../last.ckpt --text_path some.txt          (training/evaluate.py)
+    lightning evaluate --ckpt_path logs/.../last.ckpt --text some.txt [--time_samples 8]  (training/evaluate.py)
 
 fit/validate/test/predict are LightningCLI's over `DiffusionModule` and `training.data.TextDataModule`;
 the vocabulary size is linked from the data module to the module (written once), the atomic checkpoint and

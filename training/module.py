@@ -135,6 +135,11 @@ class DiffusionModule(pl.LightningModule):
                 f"lower data.seq_len or set model.network.init_args.max_length >= {seq_len}"
             )
 
+    @property
+    def max_length(self) -> int | None:
+        """The longest sequence the network accepts (None if it declares none)."""
+        return _max_length(self.network)
+
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and hasattr(datamodule, "vocab_size"):

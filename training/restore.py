@@ -1,0 +1,155 @@
+"""Rebuild a trained `DiffusionModule` from a checkpoint, for the commands that read one (sample, evaluate).
+
+A checkpoint written by `lightning fit` holds the weights (network and EMA) in `state_dict` and, under
+`training.module.CONFIG_KEY`, the vocabulary size and the YAML of the run's `model` and `data` sections. The
+module is rebuilt from that YAML through the constructor signatures (jsonargparse, as LightningCLI does, so
+`class_path`/`init_args` mean the same here), or from the `model`/`data` sections of a config file given
+instead. The checkpoint is read with `torch.load(..., weights_only=True)`: no pickled code runs.
+
+`CommandParser` is the argument parser of those commands: every bad option or value ends the command with
+one line on stderr, `error: <what is wrong and what to change>`, and exit status 2, as the LightningCLI
+subcommands do (training/cli.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import torch
+import yaml
+from jsonargparse import ArgumentParser
+
+from training.data import TextDataModule
+from training.module import CONFIG_KEY, DiffusionModule
+from training.tokenizers import Tokenizer, tokenizer_from_name
+
+
+@dataclass
+class TrainedModel:
+    """A module restored for inference (eval mode, on `device`), with what it was trained on.
+
+    module: the DiffusionModule (its `ema` holds the averaged weights); tokenizer: the data's tokenizer;
+    tokenizer_name: "gpt2" or "char"; seq_len: the training block length; max_length: the longest sequence
+    the network accepts (None if it declares none).
+    """
+
+    module: DiffusionModule
+    tokenizer: Tokenizer
+    tokenizer_name: str
+    seq_len: int
+    max_length: int | None
+
+    def check_length(self, length: int, option: str) -> None:
+        """Raise ValueError naming `option` unless 1 <= length <= max_length."""
+        if length < 1:
+            raise ValueError(f"{option} must be >= 1, got {length}")
+        if self.max_length is not None and length > self.max_length:
+            raise ValueError(
+                f"{option}={length} is larger than the network's max_length={self.max_length}; "
+                f"use {option} <= {self.max_length}"
+            )
+
+
+def _config_parser() -> ArgumentParser:
+    """Parser of the `model` (without vocab_size) and `data` sections, with the constructors' defaults."""
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(DiffusionModule, "model", skip={"vocab_size"}, instantiate=False)
+    parser.add_class_arguments(TextDataModule, "data", instantiate=False)
+    return parser
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ValueError(f"ckpt_path: {str(path)!r} does not exist; give a checkpoint written by `lightning fit`")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"ckpt_path: {str(path)!r} is not a readable checkpoint ({first})") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ValueError(f"ckpt_path: {str(path)!r} holds no state_dict; give a checkpoint written by `lightning fit`")
+    return checkpoint
+
+
+def _sections(checkpoint: dict[str, Any], path: Path, config: str | None) -> dict[str, Any]:
+    """The `model` and `data` sections: from the config file if given, else those stored in the checkpoint."""
+    if config is not None:
+        config_path = Path(config)
+        if not config_path.is_file():
+            raise ValueError(f"config: {config!r} does not exist; give the YAML the checkpoint was trained with")
+        loaded = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    else:
+        stored = checkpoint.get(CONFIG_KEY, {}).get("config")
+        if not stored:
+            raise ValueError(
+                f"ckpt_path: {str(path)!r} stores no training config; pass the YAML it was trained with as --config"
+            )
+        loaded = yaml.safe_load(stored)
+    if not isinstance(loaded, dict):
+        raise ValueError("config: must be a YAML mapping with `model` and `data` sections, like configs/sedd.yaml")
+    return {key: loaded.get(key) or {} for key in ("model", "data")}
+
+
+def load_trained(ckpt_path: str | Path, config: str | None = None, device: str | torch.device = "cpu") -> TrainedModel:
+    """The module of `ckpt_path` with its weights (EMA included), in eval mode on `device`.
+
+    config: a YAML file whose `model` and `data` sections replace the ones stored in the checkpoint (for a
+    checkpoint written without them). Raises ValueError (one line, naming the option to change) for a
+    missing or unreadable file, a config that does not parse, or weights that do not fit the rebuilt module.
+    """
+    path = Path(ckpt_path)
+    checkpoint = _read_checkpoint(path)
+    sections = _sections(checkpoint, path, config)
+    parser = _config_parser()
+    try:
+        namespace = parser.parse_object(sections)
+        instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes
+        built = instantiate(namespace)
+    except Exception as error:  # jsonargparse raises its own ArgumentError / TypeError subclasses
+        message = " ".join(str(error).split())
+        raise ValueError(f"config: the checkpoint's model/data config does not parse ({message})") from None
+    tokenizer = tokenizer_from_name(built.data.tokenizer)
+    vocab_size = checkpoint.get(CONFIG_KEY, {}).get("vocab_size", tokenizer.vocab_size)
+    if vocab_size != tokenizer.vocab_size:
+        raise ValueError(
+            f"ckpt_path: trained with vocab_size {vocab_size}, but data.tokenizer={built.data.tokenizer!r} has "
+            f"{tokenizer.vocab_size}; pass the config the checkpoint was trained with"
+        )
+    module = DiffusionModule(vocab_size=vocab_size, **vars(built.model))
+    try:
+        module.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[0]
+        raise ValueError(
+            f"ckpt_path: the weights do not fit the model built from the config ({first}); "
+            "pass the config the checkpoint was trained with as --config"
+        ) from None
+    module.eval().to(device)
+    return TrainedModel(module, tokenizer, built.data.tokenizer, built.data.seq_len, module.max_length)
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse with one-line errors: `error: ...` on stderr and exit status 2, no usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        fail(f"{message}; see `{self.prog} --help`")
+
+    def run(self, argv: Sequence[str], action: Callable[[argparse.Namespace], Any]) -> Any:
+        """Parse argv and call action(namespace); ValueError, TypeError and OSError become one-line errors."""
+        arguments = self.parse_args(list(argv))
+        try:
+            return action(arguments)
+        except (ValueError, TypeError, OSError) as error:
+            fail(str(error))
+
+
+def fail(message: str) -> NoReturn:
+    """Print `error: message` on one line to stderr and exit with status 2."""
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    raise SystemExit(2)
