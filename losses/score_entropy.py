@@ -31,6 +31,7 @@ import ctmc
 from losses._validation import check_finite_loss
 from losses.base import DiffusionLoss
 from losses.noise_ratio import log_expm1, log_mask_ratio
+from losses.row_reductions import bregman_statistics, logsumexp_statistics
 
 
 def bregman_phi(u: Tensor) -> Tensor:
@@ -67,9 +68,10 @@ class ScoreEntropy(DiffusionLoss):
         log_r = log_mask_ratio(total).to(output.dtype)[:, None]
         masked = x_t == vocab
         zero = torch.zeros((), dtype=output.dtype, device=output.device)
+        stats = logsumexp_statistics(output, x0[..., None], width=vocab)
         # Unmasked positions are zeroed before expm1 so that garbage there cannot overflow into the gradient.
-        spread = torch.where(masked, torch.logsumexp(output[..., :vocab], dim=-1) - log_r, zero)
-        target = torch.where(masked, output.gather(-1, x0[..., None]).squeeze(-1) - log_r, zero)
+        spread = torch.where(masked, stats.lse - log_r, zero)
+        target = torch.where(masked, stats.gathered.squeeze(-1) - log_r, zero)
         return torch.exp(log_r) * (torch.expm1(spread) - target)
 
     def _uniform(self, output: Tensor, x0: Tensor, x_t: Tensor, total: Tensor) -> Tensor:
@@ -80,15 +82,12 @@ class ScoreEntropy(DiffusionLoss):
         # Baseline log-ratio of the ordinary states: log rho if x_t = x0, else 0 (r_y = 1).
         log_rho = log_c - torch.logaddexp(log_c, torch.full_like(log_c, math.log(n)))
         base = torch.where(same, log_rho, torch.zeros_like(log_rho)).to(output.dtype)
-        shifted = output - base[..., None]
-        # phi is 0 at u = 0: neutralise y = x_t (excluded) and y = x0 when x_t != x0 (handled below).
-        shifted.scatter_(-1, x_t[..., None], 0.0)
-        shifted.scatter_(-1, x0[..., None], 0.0)
-        ordinary = torch.exp(base) * (torch.expm1(shifted).sum(-1) - shifted.sum(-1))
+        # Ordinary states: every y except x_t (no term) and x0 when x_t != x0 (its own ratio, below).
+        stats = bregman_statistics(output, base, torch.stack([x_t, x0], dim=-1), x0[..., None])
+        ordinary = torch.exp(base) * stats.total
         # y = x0 != x_t: ratio R = 1 + n / c, log R = softplus(log n - log c).
         log_big = torch.nn.functional.softplus(math.log(n) - log_c).to(output.dtype)
-        log_s_x0 = output.gather(-1, x0[..., None]).squeeze(-1)
-        special = torch.exp(log_big) * bregman_phi(log_s_x0 - log_big)
+        special = torch.exp(log_big) * bregman_phi(stats.gathered.squeeze(-1) - log_big)
         special = torch.where(same, torch.zeros((), dtype=output.dtype, device=output.device), special)
         return (ordinary + special) / n
 
