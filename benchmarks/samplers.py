@@ -110,7 +110,10 @@ def step_cost(batch: int, length: int, vocab: int = 50_257) -> dict:
     """Per-step cost of the lean absorbing Euler step vs the dense step, with a given random score."""
     process = ctmc.ForwardProcess(ctmc.Absorbing(vocab), ctmc.LogLinear())
     gen = torch.Generator().manual_seed(0)
+    # A realistic score: s_y = p(x_0 = y | x_t) / expm1(sigma-bar) (RADD), so that about (t - s) / t of the
+    # masked positions jump in a step, as with a trained model.
     score = torch.rand(batch, length, vocab + 1, generator=gen)
+    score /= score.sum(-1, keepdim=True) * float(torch.expm1(process.total(torch.tensor(0.5))))
     x = torch.where(torch.rand(batch, length, generator=gen) < 0.5, vocab, torch.randint(0, vocab, (batch, length)))
     t, s = torch.full((batch,), 0.5, dtype=torch.float64), torch.full((batch,), 0.49, dtype=torch.float64)
     sampler = samplers.EulerSampler(process, steps=100)
