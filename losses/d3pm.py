@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 import ctmc
 from losses._validation import check_finite_loss, check_output, check_pair
+from losses.row_reductions import log_mixture_statistics, logsumexp_statistics
 
 
 class D3PMLoss(nn.Module):
@@ -96,7 +97,18 @@ class D3PMLoss(nn.Module):
         return steps.float() / self.chain.num_steps
 
     def kl_terms(self, output: Tensor, x0: Tensor, x_t: Tensor, i: Tensor) -> Tensor:
-        """Per-position KL(q(x_{i-1} | x_i, x0) || p_theta(x_{i-1} | x_i)): (B, L) float64 (>= 0, 0 iff equal)."""
+        """Per-position KL(q(x_{i-1} | x_i, x0) || p_theta(x_{i-1} | x_i)): (B, L) float64 (>= 0, 0 iff equal).
+
+        output: (B, L, n) logits; x0, x_t: (B, L) long; i: (B,) long in [1, T]. Closed forms for the Absorbing
+        and Uniform chains (no (B, L, n) posterior), `generic_kl_terms` for any other chain.
+        """
+        return self._kl_and_cross_entropy(output, x0, x_t, i)[0]
+
+    def generic_kl_terms(self, output: Tensor, x0: Tensor, x_t: Tensor, i: Tensor) -> Tensor:
+        """The same KL from the two posteriors of `DiscreteTimeChain.posterior` in float64, for any chain.
+
+        Forms three (B, L, n) float64 tensors; the reference for the closed forms and the path for small n.
+        """
         true_posterior = self.chain.posterior(x_t, x0, i[:, None])
         predicted = torch.softmax(output.double(), dim=-1)
         model_posterior = self.chain.posterior(x_t, predicted, i[:, None])
@@ -104,6 +116,115 @@ class D3PMLoss(nn.Module):
         log_model = torch.log(torch.where(support, model_posterior, 1.0))
         log_true = torch.log(torch.where(support, true_posterior, 1.0))
         return torch.where(support, true_posterior * (log_true - log_model), 0.0).sum(-1)
+
+    def _step_coefficients(self, i: Tensor) -> tuple[Tensor, Tensor]:
+        """(tau_i, tau-bar_{i-1}): the integrated times of step i and of steps 1..i-1, (B, 1) float64, so that
+        1 - beta_i = e^{-tau_i} and abar_{i-1} = e^{-tau-bar_{i-1}}.
+
+        Times as `DiscreteTimeChain` uses them (an infinite time, beta = 1, is capped where e^{-t} is 0).
+        """
+        device = i.device
+        step = self.chain._step_times.to(device)[i].clamp_max(1e4)[:, None]
+        before = self.chain._cumulative_times.to(device)[i - 1].clamp_max(1e4)[:, None]
+        return step, before
+
+    def _kl_and_cross_entropy(self, output: Tensor, x0: Tensor, x_t: Tensor, i: Tensor) -> tuple[Tensor, Tensor]:
+        """(KL (B, L) float64, -log p~_theta(x0 | x_i) (B, L) in output's dtype)."""
+        rate_matrix = self.chain.rate_matrix
+        if isinstance(rate_matrix, ctmc.Absorbing):
+            stats = logsumexp_statistics(output, torch.stack([x0, torch.full_like(x0, rate_matrix.mask_index)], -1))
+            kl = self._absorbing_kl(stats.lse, stats.gathered, x0, x_t, i)
+        elif isinstance(rate_matrix, ctmc.Uniform):
+            step, before = self._step_coefficients(i)
+            floor = -torch.expm1(-before) / self.num_states  # (1 - abar_{i-1}) / n
+            positive = floor > 0
+            log_floor = torch.log(torch.where(positive, floor, 1.0))
+            log_weight = torch.where(positive, -before - log_floor, 0.0)  # log(abar / floor); unused where floor = 0
+            index = torch.stack([x0, x_t], -1)
+            stats = log_mixture_statistics(output, log_weight.expand_as(x0), index)
+            kl = self._uniform_kl(stats, x0, x_t, step, before, log_floor, log_weight)
+        else:
+            stats = logsumexp_statistics(output, x0[..., None])
+            kl = self.generic_kl_terms(output, x0, x_t, i)
+        return kl, stats.lse - stats.gathered[..., 0]
+
+    def _absorbing_kl(self, lse: Tensor, gathered: Tensor, x0: Tensor, x_t: Tensor, i: Tensor) -> Tensor:
+        """Absorbing chain, Q_i = (1 - beta) I + beta 1 e_M^T, abar = abar_{i-1}, p = softmax(output).
+
+        Unmasked x_i = x0: both posteriors are the point mass at x0, KL = 0. Masked x_i = M:
+            q(y) = [beta abar [y = x0], (1 - abar) at M] / Z,  Z = beta abar + 1 - abar,
+            p_theta(y) = [beta abar p_y (y < V), abar p_M + 1 - abar at M] / Z_theta,
+            Z_theta = Z + (1 - beta) abar p_M, so
+            KL = (beta abar / Z) (-log p_x0) + log1p((1 - beta) abar p_M / Z)
+                 - ((1 - abar) / Z) log1p(abar p_M / (1 - abar)).
+        An unmasked x_i != x0 (or at a step where nothing survives) cannot be reached: NaN, which forward rejects.
+        """
+        step, before = self._step_coefficients(i)
+        log_p = gathered.double() - lse.double()[..., None]  # (B, L, 2): log p at x0 and at the mask
+        log_p_x0, log_p_mask = log_p[..., 0], log_p[..., 1]
+        abar, masked_before = torch.exp(-before), -torch.expm1(-before)  # abar_{i-1}, 1 - abar_{i-1}
+        beta, keep = -torch.expm1(-step), torch.exp(-step)
+        norm = beta * abar + masked_before
+        reconstruct = beta * abar / norm
+        cross = torch.where(reconstruct > 0, reconstruct * -log_p_x0, 0.0)
+        log_abar_p_mask = -before + log_p_mask
+        # log(keep abar p_M / Z); keep = 0 (beta = 1) gives -inf and a zero term.
+        mask_model = torch.nn.functional.softplus(torch.log(keep) + log_abar_p_mask - torch.log(norm))
+        has_mask_mass = masked_before > 0
+        log_masked_before = torch.log(torch.where(has_mask_mass, masked_before, 1.0))
+        mask_true = torch.where(
+            has_mask_mass,
+            (masked_before / norm) * torch.nn.functional.softplus(log_abar_p_mask - log_masked_before),
+            0.0,
+        )
+        kl_masked = cross + mask_model - mask_true
+        reachable = (x_t == x0) & (abar * keep > 0)
+        unmasked = torch.where(reachable, 0.0, float("nan"))
+        return torch.where(x_t == self.chain.rate_matrix.mask_index, kl_masked, unmasked)
+
+    def _uniform_kl(self, stats, x0, x_t, step, before, log_floor, log_weight) -> Tensor:
+        """Uniform chain, Q_i = d I + b 1 1^T (d = 1 - beta, b = beta / n), Q-bar_{i-1} = abar I + c 1 1^T
+        (c = (1 - abar) / n), p = softmax(output). With L_y = d [y = x_i] + b, A_y = abar [y = x0] + c and
+        M_y = abar p_y + c (sum_y M_y = 1):
+
+            q(y) = L_y A_y / Z, Z = b + d A_{x_i};   p_theta(y) = L_y M_y / Z_theta, Z_theta = b + d M_{x_i};
+            KL = sum_y q_y log(A_y / M_y) + log(Z_theta / Z)   (the L_y cancel).
+
+        q_y = q_o = b c / Z except at y in {x0, x_i}, and log(A_y / M_y) = -softplus(log p_y + log(abar / c))
+        for y != x0, so with S = sum_y softplus(log p_y + log(abar / c)) (one pass over the vocabulary):
+
+            KL = -q_o S + q_o sp_x0 + q_x0 log(A_x0 / M_x0) - [x_i != x0] (q_{x_i} - q_o) sp_{x_i} + log(Z_theta / Z).
+
+        At i = 1 (c = 0) q_o = q_{x_i} = 0 and the KL is the reconstruction -log p_x0 + log(Z_theta / Z).
+        """
+        n = self.num_states
+        lse = stats.lse.double()
+        log_p = stats.gathered.double() - lse[..., None]  # (B, L, 2): log p at x0 and at x_i
+        log_p_x0, log_p_xt = log_p[..., 0], log_p[..., 1]
+        total = stats.total.double()
+        abar, floor = torch.exp(-before), -torch.expm1(-before) / n
+        keep, spread = torch.exp(-step), -torch.expm1(-step) / n  # d, b
+        same = x_t == x0
+        a_x0 = abar + floor
+        a_xt = torch.where(same, a_x0, floor)
+        norm = spread + keep * a_xt
+        q_other = spread * floor / norm
+        q_x0 = torch.where(same, keep + spread, spread) * a_x0 / norm
+        q_xt = (keep + spread) * a_xt / norm
+        softplus = torch.nn.functional.softplus
+        sp_x0, sp_xt = softplus(log_p_x0 + log_weight), softplus(log_p_xt + log_weight)
+        has_floor = floor > 0
+        log_m_x0 = torch.where(has_floor, log_floor + sp_x0, log_p_x0 - before)
+        log_m_xt = torch.where(has_floor, log_floor + softplus(log_p_xt + log_weight), log_p_xt - before)
+        log_norm_model = torch.logaddexp(torch.log(spread).expand_as(log_m_xt), torch.log(keep) + log_m_xt)
+        kl = (
+            q_other * (sp_x0 - total)
+            + q_x0 * (torch.log(a_x0) - log_m_x0)
+            - torch.where(same, 0.0, (q_xt - q_other) * sp_xt)
+            + log_norm_model
+            - torch.log(norm)
+        )
+        return kl
 
     def forward(self, output: Tensor, x0: Tensor, x_t: Tensor, i: Tensor) -> Tensor:
         """T KL_i + prior KL + hybrid_weight * CE, summed over positions. output: (B, L, n) logits;
@@ -117,8 +238,9 @@ class D3PMLoss(nn.Module):
             raise ValueError(f"i must lie in [1, {self.chain.num_steps}], got {i.min().item()}..{i.max().item()}")
         device = output.device
         x0, x_t, i = x0.to(device), x_t.to(device), i.to(device)
-        variational = self.chain.num_steps * self.kl_terms(output, x0, x_t, i).sum(-1)
+        kl, cross_entropy = self._kl_and_cross_entropy(output, x0, x_t, i)
+        variational = self.chain.num_steps * kl.sum(-1)
         prior = self._prior_kl.to(device)[x0].sum(-1)
-        cross_entropy = -torch.log_softmax(output, dim=-1).gather(-1, x0[..., None]).squeeze(-1).sum(-1)
+        cross_entropy = cross_entropy.sum(-1)
         loss = (variational + prior).to(output.dtype) + self.hybrid_weight * cross_entropy
         return check_finite_loss(loss, "x_t cannot be reached from x0 at step i, or output gives the data 0 mass")

@@ -46,6 +46,34 @@ def test_float32_values_and_gradients_are_finite(name, time):
     assert bool(torch.isfinite(value).all()) and bool(torch.isfinite(output.grad).all())
 
 
+D3PM_STEPS = 1000
+
+
+def _d3pm_losses():
+    absorbing = ctmc.DiscreteTimeChain.linear_mutual_information(ctmc.Absorbing(VOCAB), D3PM_STEPS)
+    uniform = ctmc.DiscreteTimeChain(ctmc.Uniform(VOCAB), torch.linspace(1e-4, 0.05, D3PM_STEPS))
+    return {"absorbing": losses.D3PMLoss(absorbing), "uniform": losses.D3PMLoss(uniform)}
+
+
+@pytest.mark.parametrize("kind", ["absorbing", "uniform"])
+@pytest.mark.parametrize("step", [1, 2, D3PM_STEPS // 2, D3PM_STEPS])
+def test_d3pm_float32_values_and_gradients_are_finite(kind, step):
+    # Reference: finiteness; steps 1 (reconstruction), 2, T/2 and T (beta_T = 1 for absorbing); logits of scale 5.
+    loss = _d3pm_losses()[kind]
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randint(0, loss._clean_states(), (4, 16), generator=g)
+    i = torch.full((4,), step)
+    x_t = loss.chain.sample(x0, i[:, None], generator=g)
+    x_t[0, 0] = VOCAB if kind == "absorbing" else (x0[0, 0] + 1) % VOCAB  # at least one corrupted position
+    output = (torch.randn(4, 16, loss.num_states, generator=g) * 5).requires_grad_(True)
+    value = loss(output, x0, x_t, i)
+    value.sum().backward()
+    assert value.dtype == torch.float32
+    assert bool(torch.isfinite(value).all()) and bool(torch.isfinite(output.grad).all())
+    reference = loss(output.detach().double(), x0, x_t, i)  # float64 value: float32 agrees to 1e-4 relative
+    torch.testing.assert_close(value.double(), reference, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("time", TIMES)
 def test_score_entropy_float32_near_zero_at_true_ratio(time):
     # Reference: the float64 value of the same loss (0 at the true ratio); float32 must agree to 1e-3 relative to r.
