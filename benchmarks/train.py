@@ -1,0 +1,223 @@
+"""Training-step speed and peak memory: the Lightning module in a Trainer against a hand-written PyTorch loop.
+
+Run:  PYTHONPATH=. python benchmarks/train.py            # quick: tiny B=4 L=64, small B=1 L=32 (~3 min, 2 cores)
+      PYTHONPATH=. python benchmarks/train.py --full     # tiny B=8 L=128, small B=8 L=1024 (a GPU, or patience)
+
+Both sides train the same network (`models.DiT` preset `tiny` or `small`, GPT-2 vocabulary + mask = 50,258
+states, absorbing chain, log-linear schedule), with the same loss (`losses.ScoreEntropy`, mean / L), optimiser
+(AdamW, warm-up + cosine LambdaLR), gradient clipping (norm 1) and EMA update (training/ema.py), on the same
+fixed batch of random tokens:
+
+- lightning: `training.module.DiffusionModule` fitted by `lightning.Trainer` (no logger, checkpoint or progress
+  bar) for warmup + steps optimiser steps; the module draws each sequence's noise from its own seeded
+  generator (training/elbo.py seeded_noise) and logs its metrics through `self.log`;
+- plain: the loop written out: one vectorised draw t ~ loss.sample_time(B), x_t ~ process.sample(x0, t),
+  forward, backward, clip, step, scheduler step, EMA update.
+
+A step is timed from the end of the previous step to the end of this one (the loader, hooks and logging
+included; `torch.cuda.synchronize()` on a GPU); the table reports the median over `steps` after `warmup`
+steps, and tokens/s = B L / median. Memory: each case runs in a fresh subprocess; peak RSS is the kernel's
+VmHWM (/proc/self/status) at the end, and "over base" subtracts VmRSS after the imports (torch, plus
+lightning on that side), before the model is built. On a GPU, also torch.cuda.max_memory_allocated. GPU cases
+run in bf16 autocast on both sides (Trainer precision "bf16-mixed"); CPU cases in float32.
+
+Allocator: every case runs twice, with glibc's default malloc ("default") and with freed memory kept in the
+process ("retain": MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ set to 1 GB). By default glibc returns
+large freed blocks to the kernel, so the gradients and AdamW's foreach temporaries are page-faulted in again
+every step; how much of that happens depends on the allocator's history (its dynamic mmap threshold), which
+differs between the two sides and made the plain loop slower than Lightning for the small model. With
+"retain" the two sides do the same work in the same time.
+Results: printed as a table and written to benchmarks/results/train.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+# benchmarks/losses.py would shadow the `losses` package: drop this file's folder from the path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import torch  # noqa: E402
+
+import ctmc  # noqa: E402
+import losses  # noqa: E402
+import models  # noqa: E402
+from training.ema import frozen_copy, update_average  # noqa: E402
+from training.lr_schedule import warmup_decay  # noqa: E402
+
+RETAIN = {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**30)}
+VOCAB = 50257  # GPT-2; the absorbing chain adds the mask state
+LR, WARMUP_LR_STEPS, EMA_DECAY, CLIP = 3e-4, 10, 0.9999, 1.0
+QUICK = {"tiny": {"batch": 4, "length": 64, "steps": 8, "warmup": 2},
+         "small": {"batch": 1, "length": 32, "steps": 6, "warmup": 2}}
+FULL = {"tiny": {"batch": 8, "length": 128, "steps": 20, "warmup": 3},
+        "small": {"batch": 8, "length": 1024, "steps": 10, "warmup": 3}}
+
+
+def status_kib(field: str) -> int:
+    """A field of /proc/self/status (VmRSS, VmHWM) in KiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not found in /proc/self/status")
+
+
+def network_factory(preset: str, length: int) -> partial:
+    """num_states -> the DiT of `preset` with SEDD's absorbing parameterisation, accepting `length` tokens."""
+    return partial(models.DiT.from_preset, preset, absorbing_parameterization=True, max_length=length)
+
+
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def plain_loop(preset: str, batch: int, length: int, total_steps: int, device: str) -> list[float]:
+    """Per-step seconds of the hand-written loop."""
+    process = ctmc.ForwardProcess(ctmc.Absorbing(VOCAB), ctmc.LogLinear())
+    loss_fn = losses.ScoreEntropy(process)
+    network = network_factory(preset, length)(process.num_states).to(device)
+    ema = frozen_copy(network)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=LR, weight_decay=0.0)  # the module's defaults
+    factor = partial(warmup_decay, warmup_steps=WARMUP_LR_STEPS, total_steps=total_steps, decay="cosine",
+                     min_ratio=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    x0 = torch.randint(0, VOCAB, (batch, length), generator=torch.Generator().manual_seed(0)).to(device)
+    generator = torch.Generator(device=device).manual_seed(0)
+    time_generator = torch.Generator().manual_seed(1)  # sample_time draws on the CPU
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda")
+    times = []
+    last = time.perf_counter()
+    for _ in range(total_steps):
+        t = loss_fn.sample_time(batch, device=device, generator=time_generator)
+        x_t = process.sample(x0, t[:, None], generator=generator)
+        with autocast:
+            output = network(x_t, process.total(t))
+        nats = loss_fn(output.float(), x0, x_t, t)
+        (nats.mean() / length).backward()
+        torch.nn.utils.clip_grad_norm_(network.parameters(), CLIP)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        update_average(ema, network, EMA_DECAY)
+        synchronize(device)
+        now = time.perf_counter()
+        times.append(now - last)
+        last = now
+    return times
+
+
+def lightning_fit(preset: str, batch: int, length: int, total_steps: int, device: str) -> list[float]:
+    """Per-step seconds of DiffusionModule under lightning.Trainer.fit."""
+    import lightning.pytorch as pl
+    from torch.utils.data import DataLoader
+
+    from training.module import DiffusionModule
+
+    class StepTimer(pl.Callback):
+        def __init__(self) -> None:
+            self.times: list[float] = []
+            self.last = 0.0
+
+        def on_train_start(self, trainer, pl_module) -> None:
+            self.last = time.perf_counter()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            synchronize(device)
+            now = time.perf_counter()
+            self.times.append(now - self.last)
+            self.last = now
+
+    module = DiffusionModule(
+        VOCAB, network=network_factory(preset, length), loss=losses.ScoreEntropy, lr=LR,
+        warmup_steps=WARMUP_LR_STEPS, ema_decay=EMA_DECAY,
+    )
+    x0 = torch.randint(0, VOCAB, (batch, length), generator=torch.Generator().manual_seed(0))
+    loader = DataLoader([x0] * total_steps, batch_size=None)  # the same batch every step
+    timer = StepTimer()
+    trainer = pl.Trainer(
+        accelerator="gpu" if device == "cuda" else "cpu", devices=1, max_steps=total_steps,
+        precision="bf16-mixed" if device == "cuda" else "32-true", gradient_clip_val=CLIP, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+        num_sanity_val_steps=0, callbacks=[timer],
+    )
+    trainer.fit(module, train_dataloaders=loader)
+    return timer.times
+
+
+def run_case(preset: str, impl: str, device: str, batch: int, length: int, steps: int, warmup: int) -> dict:
+    """One measurement, in this (fresh) process."""
+    if impl == "lightning":
+        import lightning.pytorch  # noqa: F401  (imported before the baseline RSS, as part of that side's cost)
+    base_kib = status_kib("VmRSS")
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    run = lightning_fit if impl == "lightning" else plain_loop
+    times = run(preset, batch, length, warmup + steps, device)[warmup:]
+    median = statistics.median(times)
+    row = {
+        "model": preset, "impl": impl, "device": device, "batch": batch, "length": length, "steps": len(times),
+        "median_step_s": median, "tokens_per_s": batch * length / median,
+        "peak_rss_mib": status_kib("VmHWM") / 1024, "peak_over_base_mib": (status_kib("VmHWM") - base_kib) / 1024,
+        "threads": torch.get_num_threads(),
+    }
+    if device == "cuda":
+        row["cuda_peak_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
+        row["gpu"] = torch.cuda.get_device_name()
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="tiny B=8 L=128, small B=8 L=1024")
+    parser.add_argument("--models", nargs="+", default=["tiny", "small"], choices=sorted(QUICK))
+    parser.add_argument("--json", default="benchmarks/results/train.json")
+    parser.add_argument("--run-case", nargs=7, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run_case:
+        preset, impl, device, *numbers = args.run_case
+        print(json.dumps(run_case(preset, impl, device, *map(int, numbers))))
+        return
+    sizes = FULL if args.full else QUICK
+    devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    rows = []
+    for device in devices:
+        for preset in args.models:
+            size = sizes[preset]
+            for allocator, extra in (("default", {}), ("retain", RETAIN)):
+                for impl in ("lightning", "plain"):
+                    command = [sys.executable, __file__, "--run-case", preset, impl, device,
+                               *(str(size[key]) for key in ("batch", "length", "steps", "warmup"))]
+                    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **extra})
+                    case = {"model": preset, "impl": impl, "device": device, "allocator": allocator}
+                    if done.returncode != 0:
+                        rows.append({**case, "skipped": (done.stderr.strip().splitlines() or ["failed"])[-1][:100]})
+                        continue
+                    rows.append({**case, **json.loads(done.stdout.strip().splitlines()[-1])})
+                    print(f"done {device} {preset} {allocator} {impl}", file=sys.stderr, flush=True)
+    print(f"{'device':<7}{'model':<7}{'malloc':<9}{'impl':<10}{'B x L':>10}{'median ms':>11}{'tokens/s':>10}"
+          f"{'peak RSS MiB':>14}{'over base':>11}")
+    for row in rows:
+        head = f"{row['device']:<7}{row['model']:<7}{row['allocator']:<9}{row['impl']:<10}"
+        if "skipped" in row:
+            print(f"{head}  skipped: {row['skipped']}")
+            continue
+        print(f"{head}{row['batch']:>5} x{row['length']:>4}"
+              f"{1e3 * row['median_step_s']:>11.1f}{row['tokens_per_s']:>10.1f}{row['peak_rss_mib']:>14.0f}"
+              f"{row['peak_over_base_mib']:>11.0f}")
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"full": args.full, "vocab": VOCAB, "rows": rows}, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
