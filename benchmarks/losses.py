@@ -4,12 +4,15 @@ Run:  PYTHONPATH=. python benchmarks/losses.py            # reduced size: B=2, L
       PYTHONPATH=. python benchmarks/losses.py --full     # B=8, L=1,024, V=50,257 (needs ~20 GB of RAM)
 
 Memory claim (measured by this script; the ratio to one B x L x V float32 tensor does not depend on B, L):
-during forward + backward the continuous-time losses hold, beyond the network output, its gradient (one
-B x L x V tensor, unavoidable) plus at most one (t-DCE, lambda-DCE, MDLM) or three (score entropy: the
-logsumexp / expm1 temporaries) B x L x V float tensors: no one-hot of x0 and no n x n matrix. The naive
-baselines build one-hots and dense ratio/weight tensors and need 3 (cross-entropy) to 9 (score entropy).
-D3PMLoss is the exception: it calls ctmc.DiscreteTimeChain.posterior twice in float64 (generic over chains),
-about six float64 B x L x n tensors; it is skipped at --full size and its numbers are reported honestly.
+during forward + backward every loss holds, beyond the network output, at most about one B x L x V float
+tensor at a time: its gradient (unavoidable). The vocabulary-wide reductions (logsumexp, the score-entropy
+sum, D3PM's uniform-chain mixture sum) are custom autograd Functions (losses/row_reductions.py) that keep one
+temporary in the forward pass and write the whole gradient into one tensor in the backward pass; D3PM uses
+closed-form posteriors for the Absorbing and Uniform chains. No one-hot of x0 and no n x n matrix.
+Baselines: naive dense implementations (one-hots, dense ratio/weight tensors) for score entropy and the
+cross-entropy, and for D3PM the generic path through ctmc.DiscreteTimeChain.posterior in float64
+(`D3PMLoss.generic_kl_terms`, the implementation before the closed forms); the latter needs > 20 GB at
+--full size and is skipped there.
 
 How memory is measured: torch's CPU allocator is invisible to tracemalloc, so every case runs in a fresh
 subprocess that (1) builds its inputs, (2) resets the kernel's peak-RSS counter (writing 5 to
@@ -38,8 +41,11 @@ import torch.nn.functional as F  # noqa: E402
 import ctmc  # noqa: E402
 import losses  # noqa: E402
 
-CASES = ["score_entropy_absorbing", "score_entropy_uniform", "lambda_dce", "tdce", "mdlm_nelbo", "d3pm_absorbing"]
-NAIVE = {"score_entropy_absorbing", "score_entropy_uniform", "lambda_dce"}
+CASES = ["score_entropy_absorbing", "score_entropy_uniform", "lambda_dce", "tdce", "mdlm_nelbo", "d3pm_absorbing",
+         "d3pm_uniform"]
+# The baseline each case is compared with: naive dense formulas, or D3PM's generic posterior path.
+BASELINE = {"score_entropy_absorbing": "naive", "score_entropy_uniform": "naive", "lambda_dce": "naive",
+            "d3pm_absorbing": "generic", "d3pm_uniform": "generic"}
 
 
 def _rss_kib(field: str) -> int:
@@ -80,12 +86,15 @@ def naive_masked_ce(process, log_probs, x0, x_t, t):
 def run_case(name: str, impl: str, batch: int, length: int, vocab: int) -> dict:
     g = torch.Generator().manual_seed(0)
     x0 = torch.randint(0, vocab, (batch, length), generator=g)
-    if name == "d3pm_absorbing":
-        chain = ctmc.DiscreteTimeChain.linear_mutual_information(ctmc.Absorbing(vocab), 1000)
+    if name.startswith("d3pm"):
+        if name == "d3pm_absorbing":
+            chain = ctmc.DiscreteTimeChain.linear_mutual_information(ctmc.Absorbing(vocab), 1000)
+        else:
+            chain = ctmc.DiscreteTimeChain(ctmc.Uniform(vocab), torch.linspace(1e-4, 0.05, 1000))
         loss = losses.D3PMLoss(chain)
         steps = loss.sample_steps(batch, generator=g)
         x_t = chain.sample(x0, steps[:, None], generator=g)
-        width, time_arg = vocab + 1, steps
+        width, time_arg = chain.num_states, steps
     else:
         rate = ctmc.Uniform(vocab) if name == "score_entropy_uniform" else ctmc.Absorbing(vocab)
         process = ctmc.ForwardProcess(rate, ctmc.LogLinear())
@@ -105,7 +114,9 @@ def run_case(name: str, impl: str, batch: int, length: int, vocab: int) -> dict:
     output.requires_grad_(True)
 
     def call():
-        if impl == "naive":
+        if impl == "generic":
+            value = loss.generic_kl_terms(output, x0, x_t, time_arg).sum(-1)
+        elif impl == "naive":
             fn = naive_masked_ce if name == "lambda_dce" else naive_score_entropy
             value = fn(loss.process, output, x0, x_t, time_arg)
         else:
@@ -144,15 +155,16 @@ def main() -> None:
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     rows = []
     for name in CASES:
-        for impl in ["ours", "naive"] if name in NAIVE else ["ours"]:
-            if name == "d3pm_absorbing" and args.full:
+        for impl in ["ours", BASELINE[name]] if name in BASELINE else ["ours"]:
+            if impl == "generic" and args.full:
                 rows.append({"loss": name, "impl": impl, "skipped": "float64 posteriors need > 20 GB at full size"})
                 continue
             cmd = [sys.executable, __file__, "--run-case", name, impl, "--batch", str(args.batch),
                    "--length", str(args.length), "--vocab", str(args.vocab)]
             done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
             if done.returncode != 0:
-                rows.append({"loss": name, "impl": impl, "skipped": done.stderr.strip().splitlines()[-1][:80]})
+                reason = (done.stderr.strip().splitlines() or [f"exit status {done.returncode} (killed?)"])[-1]
+                rows.append({"loss": name, "impl": impl, "skipped": reason[:80]})
                 continue
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     print(f"B={args.batch} L={args.length} V={args.vocab}; one B x L x V float32 tensor = "

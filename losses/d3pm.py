@@ -55,7 +55,9 @@ class D3PMLoss(nn.Module):
         """KL(q(x_T | x0 = a) || prior) for every clean a: (clean states,) float64.
 
         The prior is the all-mask point mass (Absorbing) or the uniform distribution (Uniform, and any other
-        chain, for which the table is formed densely).
+        chain, for which the table is formed densely). Uniform in closed form, the same for every a: with
+        q(x_T | a) = keep [y = a] + spread, spread = (1 - keep) / n, keep = abar_T,
+            KL = (keep + spread) log(n (keep + spread)) + (n - 1) spread log(n spread).
         """
         rate_matrix = self.chain.rate_matrix
         total = self.chain._cumulative_times[-1].clamp_max(1e4)
@@ -70,6 +72,10 @@ class D3PMLoss(nn.Module):
                 )
             return torch.zeros(clean, dtype=torch.float64)
         n = rate_matrix.num_states
+        if isinstance(rate_matrix, ctmc.Uniform):
+            keep, spread = torch.exp(-total), -torch.expm1(-total) / n
+            kl = torch.xlogy(keep + spread, n * (keep + spread)) + (n - 1) * torch.xlogy(spread, n * spread)
+            return kl.expand(clean).clone()
         states = torch.arange(clean)
         rows = rate_matrix.transition_from(states, total.expand(clean))
         return torch.xlogy(rows, rows * n).sum(-1)

@@ -9,7 +9,7 @@ one `torch.autograd.Function` that saves only `o` itself and, in the backward pa
     d loss / d o = (dense part, from the reductions) + scatter of the gathered entries' gradients
 
 into a single new tensor, which becomes `o.grad` without a copy. Peak memory: forward one (B, L, n)
-temporary; backward the gradient plus at most one temporary (`log_mixture_statistics`) or none.
+temporary; backward the gradient and nothing else of that size.
 
 - `logsumexp_statistics`: lse_{y < width} o_y and o at the given ids (softmax-type losses).
 - `bregman_statistics`: sum_{y not excluded} phi(o_y - base), phi(u) = e^u - u - 1 (score entropy).
@@ -23,6 +23,8 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor
+
+_BLOCK_ELEMENTS = 1 << 20  # entries per row block in a backward pass: 1M (4 MiB in float32)
 
 
 def _add_gathered(grad: Tensor, index: Tensor, grad_gathered: Tensor | None) -> Tensor:
@@ -132,12 +134,20 @@ class _LogMixtureGather(torch.autograd.Function):
         grad_lse = torch.zeros_like(lse) if grad_lse is None else grad_lse
         grad_total = torch.zeros_like(lse) if grad_total is None else grad_total
         # d total / d o_k = g_k - p_k sum_y g_y with g_y = w p_y / (1 + w p_y) = sigmoid(log p_y + log w);
-        # d lse / d o_k = p_k.
-        log_probs = torch.sub(output, lse[..., None])
-        grad = torch.add(log_probs, log_weight[..., None]).sigmoid_()
-        coefficient = grad_lse - grad_total * grad.sum(-1)
-        grad.mul_(grad_total[..., None]).add_(log_probs.exp_().mul_(coefficient[..., None]))
-        del log_probs
+        # d lse / d o_k = p_k. Both g and p are needed at once, so rows are processed in blocks: the
+        # temporaries are one block, the gradient the only (B, L, n) tensor.
+        n = output.shape[-1]
+        grad = torch.empty_like(output)
+        rows, rows_grad = output.reshape(-1, n), grad.view(-1, n)
+        lse, log_weight = lse.reshape(-1, 1), log_weight.reshape(-1, 1)
+        grad_lse, grad_total = grad_lse.reshape(-1, 1), grad_total.reshape(-1, 1)
+        block = max(1, _BLOCK_ELEMENTS // n)
+        for start in range(0, rows.shape[0], block):
+            part = slice(start, start + block)
+            log_probs = rows[part] - lse[part]
+            mixture = torch.add(log_probs, log_weight[part], out=rows_grad[part]).sigmoid_()
+            coefficient = grad_lse[part] - grad_total[part] * mixture.sum(-1, keepdim=True)
+            mixture.mul_(grad_total[part]).add_(log_probs.exp_().mul_(coefficient))
         return _add_gathered(grad, index, grad_gathered), None, None
 
 

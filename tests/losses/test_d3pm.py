@@ -178,3 +178,12 @@ def test_loss_gradient_matches_finite_differences(kind):
     x_t = chain.sample(x0, i[:, None], generator=g)
     logits = torch.randn(4, 3, chain.num_states, dtype=torch.float64, generator=g).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda out: loss(out, x0, x_t, i), (logits,))
+
+
+@given(first=st.floats(1e-4, 0.5), last=st.floats(1e-4, 1.0), vocab=st.integers(2, 30))
+def test_uniform_prior_term_matches_the_dense_table(first, last, vocab):
+    # Reference: KL(q(x_T | x0 = a) || uniform) from the dense rows of Q-bar_T (cumulative_matrix), float64.
+    chain = ctmc.DiscreteTimeChain(ctmc.Uniform(vocab), torch.linspace(first, last, 5, dtype=torch.float64))
+    rows = chain.cumulative_matrix(5)
+    expected = torch.xlogy(rows, rows * vocab).sum(-1)
+    torch.testing.assert_close(losses.D3PMLoss(chain)._prior_kl, expected, rtol=1e-12, atol=1e-14)

@@ -57,6 +57,16 @@ def test_log_mixture_statistics_values_and_gradients(seed, log_scale):
     assert torch.autograd.gradcheck(lambda o: tuple(log_mixture_statistics(o, log_weight, index)), (output,))
 
 
+def test_log_mixture_statistics_blocked_backward(monkeypatch):
+    # Reference: gradcheck with row blocks of 2 rows (6 states), so that the backward loop runs several blocks.
+    import losses.row_reductions as row_reductions
+
+    monkeypatch.setattr(row_reductions, "_BLOCK_ELEMENTS", 12)
+    output, index, g = _inputs(3)
+    log_weight = 4 * torch.randn(2, 4, dtype=torch.float64, generator=g)
+    assert torch.autograd.gradcheck(lambda o: tuple(log_mixture_statistics(o, log_weight, index)), (output,))
+
+
 def test_log_mixture_statistics_overflow_branch():
     # A weight beyond float32's exp range takes the softplus branch; reference: the float64 value.
     output, index, _ = _inputs(0)
