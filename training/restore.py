@@ -149,6 +149,12 @@ class CommandParser(argparse.ArgumentParser):
             fail(str(error))
 
 
+def check_output(path: str | None) -> None:
+    """Raise ValueError unless `path` is None or a file that can be created (its directory exists)."""
+    if path is not None and not Path(path).resolve().parent.is_dir():
+        raise ValueError(f"--output: the directory of {path!r} does not exist; create it or write elsewhere")
+
+
 def fail(message: str) -> NoReturn:
     """Print `error: message` on one line to stderr and exit with status 2."""
     print(f"error: {' '.join(message.split())}", file=sys.stderr)

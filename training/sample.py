@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 import samplers
-from training.restore import CommandParser, TrainedModel, load_trained
+from training.restore import CommandParser, TrainedModel, check_output, load_trained
 from training.tokenizers import Tokenizer
 
 MASK = "[MASK]"
@@ -166,6 +166,7 @@ def run(arguments: argparse.Namespace) -> Samples:
     if arguments.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {arguments.seed}")
     template = prompt_template(arguments.prefix, arguments.suffix, arguments.infill)
+    check_output(arguments.output)
     trained = load_trained(arguments.ckpt_path, arguments.config, arguments.device)
     length = trained.seq_len if arguments.length is None else arguments.length
     trained.check_length(length, "--length")
