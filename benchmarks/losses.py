@@ -1,7 +1,7 @@
 """Time and peak memory of each loss (forward + backward) against a deliberately naive dense implementation.
 
 Run:  PYTHONPATH=. python benchmarks/losses.py            # reduced size: B=2, L=128, V=50,257 (< 1 minute)
-      PYTHONPATH=. python benchmarks/losses.py --full     # B=8, L=1,024, V=50,257 (needs ~20 GB of RAM)
+      PYTHONPATH=. python benchmarks/losses.py --full     # B=8, L=1,024, V=50,257 (~16 GB of RAM, ~4 minutes)
 
 Memory claim (measured by this script; the ratio to one B x L x V float32 tensor does not depend on B, L):
 during forward + backward every loss holds, beyond the network output, at most about one B x L x V float

@@ -7,14 +7,18 @@ With T steps, x_i ~ Cat(x0 Q-bar_i) and an x0-prediction p~_theta(x0 | x_i) (sof
 
     p_theta(x_{i-1} | x_i) proportional to sum_{x~0} q(x_{i-1}, x_i | x~0) p~_theta(x~0 | x_i)   (their eq. 5),
 
-both posteriors from `ctmc.DiscreteTimeChain.posterior` (ids for q, probabilities for p_theta). At i = 1,
+both posteriors as in `ctmc.DiscreteTimeChain.posterior` (ids for q, probabilities for p_theta). At i = 1,
 q(x_0 | x_1, x0) is the point mass at x0, so the KL term is the reconstruction -log p_theta(x0 | x_1): one
 formula covers every step. With i ~ U{1..T}, `forward` returns
 
     T * KL_i + KL(q(x_T | x0) || prior) + hybrid_weight * (-log p~_theta(x0 | x_i)),
 
-whose expectation is the negative ELBO plus hybrid_weight times D3PM's auxiliary cross-entropy. Posteriors are
-computed in float64; zero-mass states contribute 0 * log 0 = 0 exactly (no epsilon is added to logits).
+whose expectation is the negative ELBO plus hybrid_weight times D3PM's auxiliary cross-entropy. For the
+Absorbing and Uniform chains the KL has a closed form in a few per-position numbers of the logits (logsumexp,
+the logits at x0, x_i or the mask, and for Uniform one sum over the vocabulary), computed with the lean
+reductions of `losses.row_reductions` and then in float64 per position: no (B, L, n) posterior is formed.
+Other chains take `generic_kl_terms`, the two posteriors in float64, where zero-mass states contribute
+0 * log 0 = 0 exactly (no epsilon is added to logits).
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ the path-space bound of SEDD (their Theorem 3.6). Closed forms:
   c = expm1(sigma-bar): if x = x0 all r_y = rho = c / (n + c); otherwise r_y = 1 except r_{x0} = 1 + n / c.
 - Any other `RateMatrix`: r from `transition_from(x0, sigma-bar)` and w from `incoming_rates(x)` (forms
   B x L x n x n transitions for `Dense`; for small n).
+The Absorbing and Uniform forms need only per-position reductions of `output` (a logsumexp, or a sum of phi),
+computed by `losses.row_reductions` so that forward + backward hold one (B, L, n) tensor beyond the output.
 """
 
 from __future__ import annotations
