@@ -129,7 +129,5 @@ class DiT(nn.Module):
         log_score = self.trunk(x, self.noise_embedding(sigma))  # (B, L, vocab_size), >= float32
         if self.absorbing_parameterization:
             shift = log_expm1(sigma.to(log_score.dtype)) + math.log(self.vocab_size - 1)  # (B,)
-            log_score = log_score.sub_(shift[:, None, None])
-        # In place: the (B, L, vocab_size) output is the largest tensor of the step; the linear layer's
-        # backward does not need its own output, so overwriting it saves two full copies.
-        return log_score.scatter_(-1, x[..., None], 0.0)
+            log_score = log_score - shift[:, None, None]
+        return log_score.scatter(-1, x[..., None], 0.0)
