@@ -1,6 +1,8 @@
-"""`python -m training ...` is the `lightning` command (training.cli.main)."""
+"""`python -m training ...` is the `lightning` command (training.cli.console)."""
 
-from training.cli import main
+import sys
+
+from training.cli import console
 
 if __name__ == "__main__":
-    main()
+    sys.exit(console())

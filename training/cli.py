@@ -100,3 +100,13 @@ def main(args: Sequence[str] | None = None) -> Any:
 
         return evaluate_main(argv[1:])
     return run_lightning(None if args is None else argv)
+
+
+def console() -> int:
+    """The console-script entry (`lightning`, `ctmc-train`, `python -m training`): an exit status.
+
+    `main` returns the LightningCLI object after fit/validate/test; a console script would hand it to
+    sys.exit, which prints it and exits with status 1. Only an int returned by a command is a status.
+    """
+    result = main()
+    return result if isinstance(result, int) else 0

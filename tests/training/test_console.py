@@ -1,0 +1,23 @@
+"""The console entry turns what `main` returns into an exit status (a LightningCLI object is success)."""
+
+import subprocess
+import sys
+
+import training.cli
+
+
+def test_console_maps_a_cli_object_to_status_zero_and_keeps_int_statuses(monkeypatch):
+    monkeypatch.setattr(training.cli, "main", lambda: object())
+    assert training.cli.console() == 0
+    monkeypatch.setattr(training.cli, "main", lambda: 2)
+    assert training.cli.console() == 2
+
+
+def test_python_dash_m_training_exits_nonzero_with_one_line_error_on_a_config_typo(tmp_path):
+    """A mistyped key fails before training with status 2 (LightningCLI's parser error), not a traceback."""
+    result = subprocess.run(
+        [sys.executable, "-m", "training", "fit", "-c", "configs/sedd.yaml", "--trainer.max_stepz=1"],
+        capture_output=True, text=True, cwd=str(__import__("pathlib").Path(__file__).parents[2]),
+    )
+    assert result.returncode == 2
+    assert "max_stepz" in result.stderr
