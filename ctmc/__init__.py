@@ -13,6 +13,8 @@ from ctmc.categorical import sample_categorical
 from ctmc.dense import BirthDeath, Dense
 from ctmc.discrete_time import DiscreteTimeChain
 from ctmc.forward_process import ForwardProcess
+from ctmc.noise_ratio import log_expm1, log_mask_ratio
+from ctmc.radd import denoiser_to_score, score_to_denoiser
 from ctmc.rate_matrix import RateMatrix, from_column_convention, to_column_convention, validate_generator
 from ctmc.reverse import reverse_rates
 from ctmc.schedules import Geometric, LogLinear, NoiseSchedule
@@ -29,9 +31,13 @@ __all__ = [
     "NoiseSchedule",
     "RateMatrix",
     "Uniform",
+    "denoiser_to_score",
     "from_column_convention",
+    "log_expm1",
+    "log_mask_ratio",
     "reverse_rates",
     "sample_categorical",
+    "score_to_denoiser",
     "to_column_convention",
     "validate_generator",
 ]

@@ -24,6 +24,11 @@ class Absorbing(RateMatrix):
         self.num_states = vocab_size + 1
 
     @property
+    def num_clean_states(self) -> int:
+        """The vocabulary: a clean token is never the mask."""
+        return self.vocab_size
+
+    @property
     def mask_index(self) -> int:
         """The index of the [MASK] state: `vocab_size`, the last state."""
         return self.vocab_size

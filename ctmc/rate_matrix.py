@@ -104,6 +104,11 @@ class RateMatrix(ABC):
 
     num_states: int
 
+    @property
+    def num_clean_states(self) -> int:
+        """How many values a clean (data) token may take: every state, except an absorbing mask."""
+        return self.num_states
+
     @abstractmethod
     def matrix(self, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> Tensor:
         """The generator Q as a dense (n, n) tensor, row convention."""

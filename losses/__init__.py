@@ -10,12 +10,12 @@ Every `forward(output, x0, x_t, t)` returns a (B,) per-sequence loss in nats who
 `sample_time` is the negative ELBO (docs/losses.md).
 """
 
+from ctmc.noise_ratio import log_expm1, log_mask_ratio
+from ctmc.radd import denoiser_to_score, score_to_denoiser
 from losses.base import DiffusionLoss
-from losses.conversions import denoiser_to_score, score_to_denoiser
 from losses.d3pm import D3PMLoss
 from losses.masked_denoising import MDLMNELBO, TDCE, LambdaDCE, MaskedDenoisingLoss
 from losses.metrics import bits_per_token, perplexity_bound
-from losses.noise_ratio import log_expm1, log_mask_ratio
 from losses.score_entropy import ScoreEntropy, bregman_phi
 
 __all__ = [

@@ -40,8 +40,7 @@ class DiffusionLoss(nn.Module):
 
     def _clean_states(self) -> int:
         """The number of values a clean token may take (all states except an absorbing mask)."""
-        rate_matrix = self.process.rate_matrix
-        return rate_matrix.vocab_size if isinstance(rate_matrix, ctmc.Absorbing) else rate_matrix.num_states
+        return self.process.rate_matrix.num_clean_states
 
     def _output_width(self) -> int:
         return self.num_states

@@ -52,8 +52,8 @@ class D3PMLoss(nn.Module):
         return self.chain.num_states
 
     def _clean_states(self) -> int:
-        rate_matrix = self.chain.rate_matrix
-        return rate_matrix.vocab_size if isinstance(rate_matrix, ctmc.Absorbing) else rate_matrix.num_states
+        """The number of values a clean token may take (all states except an absorbing mask)."""
+        return self.chain.rate_matrix.num_clean_states
 
     def _prior_table(self) -> Tensor:
         """KL(q(x_T | x0 = a) || prior) for every clean a: (clean states,) float64.

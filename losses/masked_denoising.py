@@ -21,9 +21,9 @@ import torch
 from torch import Tensor
 
 import ctmc
+from ctmc.noise_ratio import log_mask_ratio
 from losses._validation import check_finite_loss, check_log_probs
 from losses.base import DiffusionLoss
-from losses.noise_ratio import log_mask_ratio
 
 
 class MaskedDenoisingLoss(DiffusionLoss):

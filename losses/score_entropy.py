@@ -30,9 +30,9 @@ import torch
 from torch import Tensor
 
 import ctmc
+from ctmc.noise_ratio import log_expm1, log_mask_ratio
 from losses._validation import check_finite_loss
 from losses.base import DiffusionLoss
-from losses.noise_ratio import log_expm1, log_mask_ratio
 from losses.row_reductions import bregman_statistics, logsumexp_statistics
 
 

@@ -19,25 +19,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ctmc.noise_ratio import log_expm1
 from models.noise_embedding import NoiseEmbedding
 from models.presets import count_parameters, preset_arguments
 from models.trunk import TransformerTrunk
-
-LOG_EXPM1_SWITCH = 1.0
-
-
-def log_expm1(sigma: Tensor) -> Tensor:
-    """log(e^sigma - 1) for sigma > 0, without overflow or cancellation.
-
-    log(expm1(sigma)) for sigma <= 1, and sigma + log1p(-e^{-sigma}) above (exactly sigma once e^{-sigma}
-    underflows). Each branch only sees arguments where it is finite, so gradients are NaN-free.
-    sigma: (...) float. Returns (...) in sigma's dtype.
-    """
-    small = sigma.clamp(max=LOG_EXPM1_SWITCH)
-    large = sigma.clamp(min=LOG_EXPM1_SWITCH)
-    return torch.where(
-        sigma <= LOG_EXPM1_SWITCH, torch.log(torch.expm1(small)), large + torch.log1p(-torch.exp(-large))
-    )
 
 
 class DiT(nn.Module):

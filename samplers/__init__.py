@@ -13,7 +13,7 @@ from samplers.decoding import Decoding
 from samplers.euler import EulerSampler
 from samplers.first_hitting import FirstHittingSampler
 from samplers.metrics import unigram_entropy
-from samplers.models import ConcreteScore, Denoiser, ModelOutput, as_model, denoiser_from_score, denoiser_score
+from samplers.models import ConcreteScore, Denoiser, ModelOutput, as_model
 from samplers.tau_leaping import TauLeapingSampler
 from samplers.tweedie import TweedieSampler
 
@@ -29,7 +29,5 @@ __all__ = [
     "TauLeapingSampler",
     "TweedieSampler",
     "as_model",
-    "denoiser_from_score",
-    "denoiser_score",
     "unigram_entropy",
 ]

@@ -14,7 +14,7 @@ The RADD factorisation links them (Ou et al. 2024, seed 003): at a masked positi
 
     s[b, i, y] = e^{-sigma-bar} / (1 - e^{-sigma-bar}) * p(x_0^i = y | x_t) = p(x_0^i = y | x_t) / expm1(sigma-bar),
 
-and `denoiser_score` builds the full concrete score from a denoiser with it.
+and `ctmc.denoiser_to_score` builds the full concrete score from a denoiser with it.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class ConcreteScore:
 class Denoiser:
     """A time-independent denoiser p(x_0 | x_t): fn(x (B, L) long in [0, V]) -> (B, L, V) (log-)probabilities.
 
-    Only for the absorbing chain, whose concrete score factorises into it (RADD); see `denoiser_score`.
+    Only for the absorbing chain, whose concrete score factorises into it (RADD); see `ctmc.denoiser_to_score`.
     """
 
     time_independent = True
@@ -85,31 +85,6 @@ def as_model(model: object) -> Model:
     )
 
 
-def denoiser_score(probs: Tensor, x: Tensor, total: Tensor, mask_index: int) -> Tensor:
-    """The absorbing chain's concrete score from denoiser probabilities (RADD factorisation).
-
-    s[b, i, y] = p[b, i, y] / expm1(total[b]) for a masked position and clean y; s[b, i, x_i] = 1; every other
-    entry is 0 (the absorbing reverse process never moves a clean token, so those entries are never used).
-    probs: (B, L, V) with V = mask_index; x: (B, L) long in [0, V]; total: (B,) sigma-bar > 0.
-    Returns (B, L, V + 1) in probs' dtype.
-    """
-    if probs.shape[-1] != mask_index:
-        raise ValueError(f"probs must have last dimension V = mask_index = {mask_index}, got {tuple(probs.shape)}")
-    masked = (x == mask_index)[..., None]
-    scale = 1.0 / torch.expm1(total.to(probs.dtype))
-    clean = torch.where(masked, probs * scale[:, None, None], 0.0)
-    out = torch.cat([clean, torch.zeros_like(clean[..., :1])], dim=-1)
-    return out.scatter_(-1, x[..., None], 1.0)
-
-
-def denoiser_from_score(score: Tensor, total: Tensor, mask_index: int) -> Tensor:
-    """Invert `denoiser_score` at masked positions: p(x_0^i = y | x_t) = s[b, i, y] expm1(total[b]).
-
-    score: (B, L, V + 1); total: (B,). Returns (B, L, V) (rows need not sum to 1 for an inexact score).
-    """
-    return score[..., :mask_index] * torch.expm1(total.to(score.dtype))[:, None, None]
-
-
 @dataclass
 class ModelOutput:
     """One network evaluation, kept in the form the network gave it (never expanded to a dense score).
@@ -132,7 +107,7 @@ class ModelOutput:
     def dense_scores(self, x: Tensor, rate_matrix: ctmc.RateMatrix) -> Tensor:
         """The full concrete score (B, L, n) with the entry at the current state set to 1 (s(x)_x = 1)."""
         if self.scale is not None:
-            return denoiser_score(self.values, x, self.total, rate_matrix.num_states - 1)
+            return ctmc.denoiser_to_score(torch.log(self.values), x, self.total)
         return self.values.clone().scatter_(-1, x[..., None], 1.0)
 
 

@@ -40,7 +40,7 @@ from torch import Tensor
 import samplers
 from training.data_corpus import TextCorpus
 from training.elbo import sequence_negative_elbo
-from training.restore import CommandParser, TrainedModel, check_output, load_trained
+from training.restore import CommandParser, TrainedModel, check_output, load_trained, write_output
 
 
 @dataclass
@@ -218,11 +218,7 @@ def run(arguments: argparse.Namespace) -> Evaluation:
         arguments.ckpt_path,
     )
     text = json.dumps(asdict(result), indent=2) + "\n" if arguments.json else format_evaluation(result)
-    if arguments.output is None:
-        print(text, end="")
-    else:
-        with open(arguments.output, "w", encoding="utf-8") as handle:
-            handle.write(text)
+    write_output(text, arguments.output)
     return result
 
 

@@ -155,6 +155,15 @@ def check_output(path: str | None) -> None:
         raise ValueError(f"--output: the directory of {path!r} does not exist; create it or write elsewhere")
 
 
+def write_output(text: str, path: str | None) -> None:
+    """Print `text` (path None) or write it to the file `path` (checked beforehand by `check_output`)."""
+    if path is None:
+        print(text, end="")
+        return
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
 def fail(message: str) -> NoReturn:
     """Print `error: message` on one line to stderr and exit with status 2."""
     print(f"error: {' '.join(message.split())}", file=sys.stderr)

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 import samplers
-from training.restore import CommandParser, TrainedModel, check_output, load_trained
+from training.restore import CommandParser, TrainedModel, check_output, load_trained, write_output
 from training.tokenizers import Tokenizer
 
 MASK = "[MASK]"
@@ -179,11 +179,7 @@ def run(arguments: argparse.Namespace) -> Samples:
     steps = "exact" if getattr(sampler, "steps", None) is None else f"{sampler.steps} steps"
     description = f"{arguments.sampler}, {steps}, {arguments.num_samples} x {length} tokens, seed {arguments.seed}"
     text = format_samples(samples, description)
-    if arguments.output is None:
-        print(text, end="")
-    else:
-        with open(arguments.output, "w", encoding="utf-8") as handle:
-            handle.write(text)
+    write_output(text, arguments.output)
     return samples
 
 

@@ -55,3 +55,10 @@ def test_from_column_convention_on_a_row_convention_matrix_says_so():
     with pytest.raises(ValueError, match="already follows the row convention"):
         ctmc.from_column_convention(q)
     torch.testing.assert_close(ctmc.from_column_convention(q.T), q)
+
+
+def test_num_clean_states_excludes_only_the_absorbing_mask():
+    """Clean tokens: the vocabulary for Absorbing (mask excluded), every state otherwise."""
+    assert ctmc.Absorbing(7).num_clean_states == 7
+    assert ctmc.Uniform(7).num_clean_states == 7
+    assert ctmc.BirthDeath(5).num_clean_states == 5

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from losses.noise_ratio import log_mask_ratio
+from ctmc.noise_ratio import log_mask_ratio
 
 
 def _check(values: Tensor, x_t: Tensor, total: Tensor, width: int, name: str) -> None:
