@@ -10,7 +10,7 @@ import itertools
 
 import numpy as np
 import torch
-from scipy.integrate import quad_vec
+from scipy.integrate import quad_vec, solve_ivp
 from scipy.linalg import expm
 
 
@@ -131,3 +131,50 @@ def true_denoiser(p0, vocab, length):
         for i in range(length):
             out[k, i] = np.bincount(x0s[:, i], weights=post, minlength=vocab) / post.sum()
     return out
+
+
+def radd_reverse_marginal(table, vocab, length, prior):
+    """(vocab ** L,): the law at t = 0 of the reverse absorbing chain driven by a denoiser table, started from
+    `prior` ((vocab + 1) ** L,). In the clock log(lambda) a masked position i of x becomes y at rate
+    table[x, i, y], a time-free generator, so the law is prior @ expm(200 G) (log lambda runs to -inf)."""
+    n = vocab + 1
+    xs = all_sequences(n, length)
+    generator = np.zeros((len(xs), len(xs)))
+    for k, x in enumerate(xs):
+        for i in np.nonzero(x == vocab)[0]:
+            for y in range(vocab):
+                target = x.copy()
+                target[i] = y
+                generator[k, sequence_index(target, n)] += table[k, i, y]
+    np.fill_diagonal(generator, -generator.sum(1))
+    final = prior @ expm(200.0 * generator)
+    return final[sequence_index(all_sequences(vocab, length), n)]
+
+
+def noisy_exact_scores(p0, matrix, total, length, clean, noise):
+    """(n ** L, L, n): the exact concrete scores of p_t = p0 P(total)^L, times exp(noise) (noise = 0: exact)."""
+    p_t = p0 @ sequence_transition(matrix, total, length, clean)
+    return exact_scores(p_t, matrix.shape[0], length) * np.exp(noise)
+
+
+def score_reverse_marginal(score_at, matrix, top, length, prior):
+    """(n ** L,): the law at total noise 0 of the reverse chain with rates Q[y, x] s(x, total)_{i, y}, started
+    from `prior` at total = top; score_at(total) -> (n ** L, L, n). Solved with scipy's DOP853 in the clock
+    top - total (for chains whose scores stay moderate as total -> 0, such as the uniform chain)."""
+    n = matrix.shape[0]
+    xs = all_sequences(n, length)
+
+    def reverse_rhs(clock, p):
+        scores = score_at(top - clock)
+        flow = np.zeros_like(p)
+        for i in range(length):
+            for y in range(n):
+                target = xs.copy()
+                target[:, i] = y
+                moving = (xs[:, i] != y) * scores[:, i, y] * matrix[y, xs[:, i]] * p
+                np.add.at(flow, sequence_index(target, n), moving)
+                flow -= moving
+        return flow
+
+    solution = solve_ivp(reverse_rhs, (0.0, top - 1e-9), prior, method="DOP853", rtol=1e-11, atol=1e-13)
+    return solution.y[:, -1]
