@@ -70,7 +70,7 @@ def any_order_log_likelihood(
     the clean token (e.g. models.RADDDenoiser, or `denoiser_from_score_network(...)`).
     x0: (B, L) long clean tokens in [0, V). order: None (left to right) or (B, L) long, a permutation of
     0 .. L-1 per row; order[b, k] is the k-th position revealed. vocab_size: V, by default denoiser.vocab_size.
-    Returns (B,) float64.
+    Returns (B,) float64, computed without gradients (an evaluation: the L calls' graphs are never kept).
 
     Cost: L network calls of batch B on length-L inputs (steps_per_call = s stacks s consecutive reveal steps
     into one call of batch s B: ceil(L / s) calls). Each call holds one (s B, L, V) output, of which only one
@@ -96,17 +96,26 @@ def any_order_log_likelihood(
     # rank[b, i] = step at which position i is revealed; at step k the positions of rank < k are clean.
     rank = torch.empty_like(order).scatter_(-1, order, torch.arange(length, device=x0.device).expand(batch, length))
     total = torch.zeros(batch, dtype=torch.float64, device=x0.device)
-    for start in range(0, length, steps_per_call):
-        steps = torch.arange(start, min(start + steps_per_call, length), device=x0.device)  # (s,)
-        revealed = rank[None] < steps[:, None, None]  # (s, B, L)
-        inputs = torch.where(revealed, x0[None], vocab_size).flatten(0, 1)  # (s B, L)
-        log_probs = denoiser(inputs)
-        _check_output(log_probs, inputs.shape[0], length, vocab_size)
-        position = order[:, steps].T.reshape(-1, 1)  # (s B, 1): the position revealed at each step
-        token = x0.gather(-1, order[:, steps]).T.reshape(-1, 1, 1)  # (s B, 1, 1)
-        picked = log_probs.gather(1, position[..., None].expand(-1, 1, vocab_size)).gather(-1, token)
-        total += picked.view(len(steps), batch).double().sum(0)
+    with torch.no_grad():
+        for start in range(0, length, steps_per_call):
+            total += _reveal_steps(denoiser, x0, order, rank, start, min(start + steps_per_call, length), vocab_size)
     return total
+
+
+def _reveal_steps(
+    denoiser: Denoiser, x0: Tensor, order: Tensor, rank: Tensor, start: int, stop: int, vocab_size: int
+) -> Tensor:
+    """sum over steps k in [start, stop) of log p(x0 at order[:, k] | x0 on order[:, :k]), in one call. (B,)."""
+    batch, length = x0.shape
+    steps = torch.arange(start, stop, device=x0.device)  # (s,)
+    revealed = rank[None] < steps[:, None, None]  # (s, B, L)
+    inputs = torch.where(revealed, x0[None], vocab_size).flatten(0, 1)  # (s B, L)
+    log_probs = denoiser(inputs)
+    _check_output(log_probs, inputs.shape[0], length, vocab_size)
+    position = order[:, steps].T.reshape(-1, 1)  # (s B, 1): the position revealed at each step
+    token = x0.gather(-1, order[:, steps]).T.reshape(-1, 1, 1)  # (s B, 1, 1)
+    picked = log_probs.gather(1, position[..., None].expand(-1, 1, vocab_size)).gather(-1, token)
+    return picked.view(len(steps), batch).double().sum(0)
 
 
 def denoiser_from_score_network(score_network: Callable[[Tensor, Tensor], Tensor], total: float) -> Denoiser:
