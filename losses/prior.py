@@ -49,13 +49,16 @@ class PriorKL:
 
     process: a ctmc.ForwardProcess; prior: (n,) probabilities pi, by default `forward_prior(process)`.
     The per-token KL of each clean token is computed once, from rate_matrix.transition_from in blocks of
-    rows, when the token first occurs, and cached (a (num_clean_states,) float64 table).
+    rows, when the token first occurs, and cached (a (num_clean_states,) float64 table). With the default prior
+    on Absorbing or Uniform it is the same for every token (both commute with permutations of the clean
+    states), so one row is computed for the whole table.
     """
 
     def __init__(self, process: ctmc.ForwardProcess, prior: Tensor | None = None) -> None:
         if not isinstance(process, ctmc.ForwardProcess):
             raise TypeError(f"process must be a ctmc.ForwardProcess, got {type(process).__name__}")
         n = process.num_states
+        default_prior = prior is None
         if prior is None:
             prior = forward_prior(process)
         if not isinstance(prior, Tensor) or not prior.is_floating_point() or prior.shape != (n,):
@@ -67,16 +70,23 @@ class PriorKL:
         self.prior = prior
         self.total = process.total(torch.tensor(1.0, dtype=torch.float64))  # sigma-bar(1)
         self._table = torch.full((process.rate_matrix.num_clean_states,), float("nan"), dtype=torch.float64)
+        # Absorbing and Uniform commute with every permutation of the clean states, and so does the default
+        # prior (the image of the uniform law): KL(P[x, :] || pi) is then the same for every clean token x.
+        self._symmetric = default_prior and isinstance(process.rate_matrix, (ctmc.Absorbing, ctmc.Uniform))
 
     def _fill(self, tokens: Tensor) -> None:
         """Compute the table entries of the given (K,) clean tokens."""
+        if self._symmetric:  # the same KL for every clean token: compute one row, fill the table
+            tokens = tokens[:1]
         rows_per_block = max(1, CHUNK_ELEMENTS // self.process.num_states)
-        log_prior = torch.log(self.prior)
         for block in tokens.split(rows_per_block):
             rows = self.process.rate_matrix.transition_from(block, self.total)  # (k, n) float64
-            positive = rows > 0
-            terms = torch.where(positive, rows * (torch.log(torch.where(positive, rows, 1.0)) - log_prior), 0.0)
-            self._table[block] = terms.sum(-1)
+            # sum_y r_y log(r_y / pi_y) with 0 log 0 = 0 (xlogy), +inf where r_y > 0 = pi_y.
+            kl = (torch.xlogy(rows, rows) - torch.xlogy(rows, self.prior)).sum(-1)
+            if self._symmetric:
+                self._table.fill_(float(kl[0]))
+                return
+            self._table[block] = kl
 
     def per_token(self, tokens: Tensor) -> Tensor:
         """KL(P(sigma-bar(1))[x, :] || pi) for every clean token x. tokens: (...) long. Returns (...) float64."""

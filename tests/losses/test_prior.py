@@ -143,3 +143,15 @@ def test_honest_bound_uniform():
     )
     q1 = sequence_transition(matrix, top, length, states)
     _honest_bound_check(mean_loss, prior_term, p_model, p0, p0 @ kl_rows(q1, p0 @ q1))
+
+
+@pytest.mark.parametrize("rate_matrix", [ctmc.Absorbing(6), ctmc.Uniform(6)])
+def test_symmetric_shortcut_equals_the_row_by_row_computation(rate_matrix):
+    """With the default prior one row fills the table; an explicit copy of that prior takes the general path."""
+    process = ctmc.ForwardProcess(rate_matrix, ctmc.Geometric(1e-2, 2.0))
+    tokens = torch.arange(6)
+    shortcut = losses.PriorKL(process).per_token(tokens)
+    general = losses.PriorKL(process, losses.forward_prior(process)).per_token(tokens)
+    rows = expm(float(process.total(torch.tensor(1.0, dtype=torch.float64))) * rate_matrix.matrix().numpy())[:6]
+    np.testing.assert_allclose(general.numpy(), kl_rows(rows, losses.forward_prior(process).numpy()), rtol=1e-10)
+    np.testing.assert_allclose(shortcut.numpy(), general.numpy(), rtol=1e-12)
