@@ -5,6 +5,9 @@
 - `D3PMLoss`: D3PM's discrete-time variational bound with the hybrid cross-entropy.
 - `denoiser_to_score`, `score_to_denoiser`: RADD's factorisation of the absorbing score.
 - `bits_per_token`, `perplexity_bound`: evaluation units from a loss in nats.
+- `PriorKL`, `forward_prior`: the t = 1 prior term that makes the ELBO a true bound.
+- `any_order_log_likelihood`, `denoiser_from_score_network`: exact fixed-order likelihood (absorbing chain).
+- `generative_perplexity`: gen-PPL of samples under an autoregressive judge, with its standard error.
 
 Every `forward(output, x0, x_t, t)` returns a (B,) per-sequence loss in nats whose expectation under
 `sample_time` is the negative ELBO (docs/losses.md).
@@ -12,10 +15,13 @@ Every `forward(output, x0, x_t, t)` returns a (B,) per-sequence loss in nats who
 
 from ctmc.noise_ratio import log_expm1, log_mask_ratio
 from ctmc.radd import denoiser_to_score, score_to_denoiser
+from losses.any_order import any_order_log_likelihood, denoiser_from_score_network
 from losses.base import DiffusionLoss
 from losses.d3pm import D3PMLoss
+from losses.generative_perplexity import GenerativePerplexity, generative_perplexity
 from losses.masked_denoising import MDLMNELBO, TDCE, LambdaDCE, MaskedDenoisingLoss
 from losses.metrics import bits_per_token, perplexity_bound
+from losses.prior import PriorKL, forward_prior
 from losses.score_entropy import ScoreEntropy, bregman_phi
 
 __all__ = [
@@ -23,12 +29,18 @@ __all__ = [
     "TDCE",
     "D3PMLoss",
     "DiffusionLoss",
+    "GenerativePerplexity",
     "LambdaDCE",
     "MaskedDenoisingLoss",
+    "PriorKL",
     "ScoreEntropy",
+    "any_order_log_likelihood",
     "bits_per_token",
     "bregman_phi",
+    "denoiser_from_score_network",
     "denoiser_to_score",
+    "forward_prior",
+    "generative_perplexity",
     "log_expm1",
     "log_mask_ratio",
     "perplexity_bound",

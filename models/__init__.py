@@ -1,9 +1,10 @@
-"""Plain nn.Module networks for discrete diffusion: the SEDD score transformer and the RADD denoiser.
+"""Plain nn.Module networks: the SEDD score transformer, the RADD denoiser and an autoregressive baseline.
 
 Nothing here knows about Lightning or CTMCs: a network maps tokens (B, L) (and a noise level) to
-(B, L, S) log-scores or log-probabilities. See docs/models.md.
+(B, L, S) log-scores or log-probabilities (the AR model: next-token log-probabilities). See docs/models.md.
 """
 
+from models.ar import ARTransformer
 from models.dit import DiT, log_expm1
 from models.presets import PRESETS, ModelSize, count_parameters
 from models.radd import RADDDenoiser
@@ -11,6 +12,7 @@ from models.rotary import Rotation, apply_rotary, rotary_rotation
 
 __all__ = [
     "PRESETS",
+    "ARTransformer",
     "DiT",
     "ModelSize",
     "RADDDenoiser",

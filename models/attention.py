@@ -1,4 +1,4 @@
-"""Bidirectional multi-head self-attention with rotary position embedding, via PyTorch's SDPA."""
+"""Multi-head self-attention with rotary position embedding, via PyTorch's SDPA: bidirectional, or causal."""
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -7,13 +7,16 @@ from models.rotary import Rotation, apply_rotary
 
 
 class SelfAttention(nn.Module):
-    """softmax(rope(Q) rope(K)^T / sqrt(D)) V per head, no causal mask, no biases (as in SEDD).
+    """softmax(rope(Q) rope(K)^T / sqrt(D) + M) V per head, no biases (as in SEDD).
 
-    hidden_size = num_heads * D, with the head size D even (RoPE rotates pairs).
+    M = 0 (bidirectional, the diffusion networks) or, with causal=True, M[l, m] = -inf for m > l, so that
+    position l attends to positions <= l only (the autoregressive model). hidden_size = num_heads * D, with
+    the head size D even (RoPE rotates pairs).
     """
 
-    def __init__(self, hidden_size: int, num_heads: int) -> None:
+    def __init__(self, hidden_size: int, num_heads: int, causal: bool = False) -> None:
         super().__init__()
+        self.causal = causal
         self.num_heads = num_heads
         self.head_dim = hidden_size // num_heads
         self.qkv = nn.Linear(hidden_size, 3 * hidden_size, bias=False)
@@ -26,5 +29,5 @@ class SelfAttention(nn.Module):
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, L, D)
         query = apply_rotary(query, rotation)
         key = apply_rotary(key, rotation)
-        attended = F.scaled_dot_product_attention(query, key, value)  # (B, H, L, D)
+        attended = F.scaled_dot_product_attention(query, key, value, is_causal=self.causal)  # (B, H, L, D)
         return self.out(attended.transpose(1, 2).reshape(batch, length, -1))

@@ -35,7 +35,10 @@ def zero_linear(in_features: int, out_features: int) -> nn.Linear:
 
 
 class TransformerBlock(nn.Module):
-    """One pre-LN attention + MLP block; adaLN-Zero modulated when cond_dim is given (see module doc)."""
+    """One pre-LN attention + MLP block; adaLN-Zero modulated when cond_dim is given (see module doc).
+
+    causal=True masks attention to later positions (models.attention.SelfAttention).
+    """
 
     def __init__(
         self,
@@ -44,12 +47,13 @@ class TransformerBlock(nn.Module):
         cond_dim: int | None = None,
         mlp_ratio: int = 4,
         dropout: float = 0.0,
+        causal: bool = False,
     ) -> None:
         super().__init__()
         conditioned = cond_dim is not None
         # Under adaLN the shift plays the role of the LayerNorm bias, so (as in SEDD) the norm has none.
         self.attention_norm = FloatLayerNorm(hidden_size, bias=not conditioned)
-        self.attention = SelfAttention(hidden_size, num_heads)
+        self.attention = SelfAttention(hidden_size, num_heads, causal)
         self.mlp_norm = FloatLayerNorm(hidden_size, bias=not conditioned)
         self.mlp = nn.Sequential(
             nn.Linear(hidden_size, mlp_ratio * hidden_size),

@@ -1,8 +1,9 @@
-"""The transformer trunk shared by the SEDD score network and the RADD denoiser.
+"""The transformer trunk shared by the SEDD score network, the RADD denoiser and the autoregressive model.
 
 tokens (B, L) -> embedding -> num_layers TransformerBlocks with RoPE -> FinalNorm -> linear -> (B, L, S_out).
 The blocks are adaLN-conditioned when cond_dim is given and plain pre-LN otherwise; the trunk itself
-knows nothing of noise levels, only of an optional conditioning vector.
+knows nothing of noise levels, only of an optional conditioning vector. With causal=True every attention
+layer is causal (position l sees positions <= l), which makes output l a function of x[:, : l + 1] only.
 """
 
 import math
@@ -39,6 +40,7 @@ class TransformerTrunk(nn.Module):
         dropout: float,
         tie_weights: bool,
         mlp_ratio: int,
+        causal: bool = False,
     ) -> None:
         super().__init__()
         for name, value in [
@@ -62,6 +64,7 @@ class TransformerTrunk(nn.Module):
             raise ValueError(f"output_size ({output_size}) cannot exceed num_states ({num_states})")
 
         self.num_states = num_states
+        self.causal = causal
         self.output_size = output_size
         self.max_length = max_length
         self.head_dim = hidden_size // num_heads
@@ -70,7 +73,7 @@ class TransformerTrunk(nn.Module):
         bound = 1.0 / math.sqrt(hidden_size)
         nn.init.uniform_(self.embedding.weight, -bound, bound)
         self.blocks = nn.ModuleList(
-            TransformerBlock(hidden_size, num_heads, cond_dim, mlp_ratio, dropout) for _ in range(num_layers)
+            TransformerBlock(hidden_size, num_heads, cond_dim, mlp_ratio, dropout, causal) for _ in range(num_layers)
         )
         self.final_norm = FinalNorm(hidden_size, cond_dim)
         if tie_weights:

@@ -10,38 +10,21 @@ for the uniform chain also the uniform prior of SEDD.
 import numpy as np
 import pytest
 import torch
-from losses_brute_force import all_sequences, exact_scores, sequence_index, sequence_transition, toy_data
-from scipy.integrate import quad_vec, solve_ivp
+from losses_brute_force import (
+    expected_loss,
+    kl_rows,
+    noisy_exact_scores,
+    radd_reverse_marginal,
+    score_reverse_marginal,
+    sequence_index,
+    sequence_transition,
+    toy_data,
+    true_denoiser,
+)
 from scipy.linalg import expm
 
 import ctmc
 import losses
-
-
-def _pairs(clean, n, length):
-    x0s, xs = all_sequences(clean, length), all_sequences(n, length)
-    a, b = np.meshgrid(np.arange(len(x0s)), np.arange(len(xs)), indexing="ij")
-    return x0s, xs, a.ravel(), b.ravel()
-
-
-def _expected_loss(loss, process, output_at, clean, length):
-    """(N0,): int_0^1 E_{x_t | x0} loss(output_at(x_t, t), x0, x_t, t) dt for every clean x0."""
-    n = process.num_states
-    x0s, xs, a, b = _pairs(clean, n, length)
-    matrix = process.rate_matrix.matrix().numpy()
-    x0, x_t = torch.as_tensor(x0s[a]), torch.as_tensor(xs[b])
-
-    def integrand(time):
-        t = torch.full((len(a),), time, dtype=torch.float64)
-        total = float(process.total(t[:1]))
-        q = sequence_transition(matrix, total, length, clean)[a, b]
-        keep = q > 0
-        values = np.zeros(len(a))
-        values[keep] = loss(output_at(x_t[keep], t[keep]), x0[keep], x_t[keep], t[keep]).numpy()
-        return (q * values).reshape(len(x0s), len(xs)).sum(1)
-
-    value, _ = quad_vec(integrand, 1e-12, 1.0, epsabs=1e-9, epsrel=1e-9, limit=400)
-    return value
 
 
 def test_fast_transition_matches_scipy_expm():
@@ -54,21 +37,6 @@ def test_fast_transition_matches_scipy_expm():
             np.testing.assert_allclose(fast_token_transition(matrix, total), expm(total * matrix), atol=1e-13)
 
 
-def _kl_rows(q, prior):
-    q = np.asarray(q)
-    return np.where(q > 0, q * (np.log(np.where(q > 0, q, 1)) - np.log(prior)), 0).sum(-1)
-
-
-def _true_denoiser(p0, vocab, length):
-    x0s, xs = all_sequences(vocab, length), all_sequences(vocab + 1, length)
-    out = np.full((len(xs), length, vocab), 1.0 / vocab)
-    for k, x in enumerate(xs):
-        post = p0 * np.all((x0s == x) | (x == vocab), axis=1)
-        for i in range(length):
-            out[k, i] = np.bincount(x0s[:, i], weights=post, minlength=vocab) / post.sum()
-    return out
-
-
 @pytest.mark.parametrize("exact", [True, False])
 def test_absorbing_radd_bound(exact):
     vocab, length = 2, 3
@@ -76,32 +44,20 @@ def test_absorbing_radd_bound(exact):
     n = vocab + 1
     p0 = toy_data(vocab, length, seed=7)
     if exact:
-        table = _true_denoiser(p0, vocab, length)
+        table = true_denoiser(p0, vocab, length)
     else:
         logits = np.random.default_rng(2).normal(size=(n**length, length, vocab))
         table = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
-    # Reverse generator in the clock log(lambda): a masked position i of x becomes y at rate p_theta(y | x, i).
-    xs = all_sequences(n, length)
-    generator = np.zeros((len(xs), len(xs)))
-    for k, x in enumerate(xs):
-        for i in np.nonzero(x == vocab)[0]:
-            for y in range(vocab):
-                target = x.copy()
-                target[i] = y
-                generator[k, sequence_index(target, n)] += table[k, i, y]
-    np.fill_diagonal(generator, -generator.sum(1))
     matrix = process.rate_matrix.matrix().numpy()
     q1 = sequence_transition(matrix, float(process.total(torch.tensor(1.0, dtype=torch.float64))), length, vocab)
     prior = p0 @ q1
-    final = prior @ expm(200.0 * generator)  # log lambda runs from log(1 - eps) to -inf
-    clean_index = sequence_index(all_sequences(vocab, length), n)
-    p_model = final[clean_index]
+    p_model = radd_reverse_marginal(table, vocab, length, prior)
     assert p_model.sum() == pytest.approx(1.0, abs=1e-10)
     with np.errstate(divide="ignore"):  # the true denoiser gives log 0 to tokens x_t rules out
         log_table = torch.as_tensor(np.log(table))
-    bound = _expected_loss(
+    bound = expected_loss(
         losses.TDCE(process), process, lambda x_t, t: log_table[sequence_index(x_t.numpy(), n)], vocab, length
-    ) + _kl_rows(q1, prior)
+    ) + kl_rows(q1, prior)
     nll = -np.log(p_model)
     assert np.all(bound >= nll - 1e-7)
     if exact:
@@ -109,11 +65,6 @@ def test_absorbing_radd_bound(exact):
         np.testing.assert_allclose(bound, nll, atol=1e-6)  # tight: E bound = data entropy
     else:
         assert np.mean(bound - nll) > 1e-3
-
-
-def _uniform_model_scores(p0, matrix, total, length, clean, noise):
-    p_t = p0 @ sequence_transition(matrix, total, length, clean)
-    return exact_scores(p_t, matrix.shape[0], length) * np.exp(noise)
 
 
 @pytest.mark.parametrize("exact", [True, False])
@@ -124,32 +75,19 @@ def test_uniform_score_entropy_bound(exact, prior_kind):
     matrix = process.rate_matrix.matrix().numpy()
     p0 = toy_data(states, length, seed=11)
     noise = 0.0 if exact else 0.4 * np.random.default_rng(3).normal(size=(states**length, length, states))
-    xs = all_sequences(states, length)
     top = float(process.total(torch.tensor(1.0, dtype=torch.float64)))
-
-    def reverse_rhs(clock, p):  # clock = top - total, running from 0 (t = 1) to top (t = 0)
-        scores = _uniform_model_scores(p0, matrix, top - clock, length, states, noise)
-        flow = np.zeros_like(p)
-        for i in range(length):
-            for y in range(states):
-                target = xs.copy()
-                target[:, i] = y
-                moving = (xs[:, i] != y) * scores[:, i, y] * matrix[y, xs[:, i]] * p
-                np.add.at(flow, sequence_index(target, states), moving)
-                flow -= moving
-        return flow
-
     q1 = sequence_transition(matrix, top, length, states)
-    prior = p0 @ q1 if prior_kind == "forward" else np.full(len(xs), 1.0 / len(xs))
-    solution = solve_ivp(reverse_rhs, (0.0, top - 1e-9), prior, method="DOP853", rtol=1e-11, atol=1e-13)
-    p_model = solution.y[:, -1]
+    prior = p0 @ q1 if prior_kind == "forward" else np.full(states**length, 1.0 / states**length)
+    p_model = score_reverse_marginal(
+        lambda total: noisy_exact_scores(p0, matrix, total, length, states, noise), matrix, top, length, prior
+    )
 
     def output_at(x_t, t):
         total = float(process.total(t[:1]))
-        scores = _uniform_model_scores(p0, matrix, total, length, states, noise)
+        scores = noisy_exact_scores(p0, matrix, total, length, states, noise)
         return torch.as_tensor(np.log(scores[sequence_index(x_t.numpy(), states)]))
 
-    bound = _expected_loss(losses.ScoreEntropy(process), process, output_at, states, length) + _kl_rows(q1, prior)
+    bound = expected_loss(losses.ScoreEntropy(process), process, output_at, states, length) + kl_rows(q1, prior)
     nll = -np.log(p_model)
     assert np.all(bound >= nll - 1e-6)
     if exact and prior_kind == "forward":

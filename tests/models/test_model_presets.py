@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models import PRESETS, DiT, ModelSize, RADDDenoiser, count_parameters
+from models import PRESETS, ARTransformer, DiT, ModelSize, RADDDenoiser, count_parameters
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "models.md"
 
@@ -69,3 +69,17 @@ def test_overrides_and_radd_ignores_cond_dim() -> None:
 def test_unknown_preset_lists_valid_names(model_class: type) -> None:
     with pytest.raises(ValueError, match=r"unknown model preset 'huge'.*\['medium', 'small', 'tiny'\]"):
         model_class.from_preset("huge", 10)
+
+
+@pytest.mark.parametrize("name", sorted(DOCUMENTED_COUNTS))
+def test_ar_presets_have_the_radd_counts_printed_in_the_ar_table(name: str) -> None:
+    """The AR model has the RADD shapes (V + 1 embedding rows, V outputs, no conditioning)."""
+    with torch.device("meta"):
+        measured = (
+            ARTransformer.from_preset(name, 50_257, max_length=1024).num_parameters,
+            ARTransformer.from_preset(name, 50_257, max_length=1024, tie_weights=True).num_parameters,
+        )
+    assert measured == DOCUMENTED_COUNTS[name][2:]
+    dit = DOCUMENTED_COUNTS[name][0]
+    row = f"| `{name}` | {measured[0]:,} | {measured[1]:,} | {measured[0]:,} | {dit:,} | {dit / measured[0]:.3f} |"
+    assert row in DOCS.read_text(), f"AR table row {row} missing from {DOCS}"

@@ -1,0 +1,133 @@
+"""An autoregressive (AR) transformer: the yardstick that discrete diffusion is compared with.
+
+The same trunk as the RADD denoiser (models.trunk, plain pre-LN blocks, RoPE, no noise input), with causal
+attention. A beginning-of-sequence state BOS = vocab_size is prepended and the last token dropped, so that
+output position l sees x_0 .. x_{l-1} and predicts x_l:
+
+    log p_theta(x) = sum_{l < L} log p_theta(x_l | x_{<l}),   p_theta(. | x_{<l}) = softmax(logits[:, l]),
+
+an exact likelihood of all L tokens (the first included), directly comparable with a diffusion bound over
+the same L tokens. The token embedding has V + 1 rows (the tokens and BOS) and the head V outputs, exactly
+the shapes of RADDDenoiser (whose extra row is the mask), so both have the same parameter count per preset.
+"""
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.presets import count_parameters, preset_arguments
+from models.trunk import TransformerTrunk
+
+
+class ARTransformer(nn.Module):
+    """Causal transformer over V = vocab_size tokens: x (B, L) -> (B, L, V) log p(x_l = y | x_{<l}).
+
+    max_length is the longest sequence scored (the context, BOS excluded). tie_weights uses the first V rows
+    of the (V + 1)-row embedding as the output projection.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        hidden_size: int = 128,
+        num_layers: int = 2,
+        num_heads: int = 4,
+        max_length: int = 1024,
+        dropout: float = 0.0,
+        tie_weights: bool = False,
+        mlp_ratio: int = 4,
+    ) -> None:
+        super().__init__()
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
+            raise ValueError(f"vocab_size must be an int >= 1 (data tokens, BOS excluded), got {vocab_size!r}")
+        self.vocab_size = vocab_size
+        self.max_length = max_length  # longest accepted sequence (the trunk sees BOS + max_length - 1 tokens)
+        self.bos_index = vocab_size
+        self.trunk = TransformerTrunk(
+            num_states=vocab_size + 1,
+            output_size=vocab_size,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            cond_dim=None,
+            max_length=max_length,
+            dropout=dropout,
+            tie_weights=tie_weights,
+            mlp_ratio=mlp_ratio,
+            causal=True,
+        )
+
+    @classmethod
+    def from_preset(cls, name: str, vocab_size: int, **overrides: Any) -> "ARTransformer":
+        """ARTransformer with the size PRESETS[name] (cond_dim unused); overrides as in the constructor."""
+        arguments = preset_arguments(name, **overrides)
+        arguments.pop("cond_dim")
+        return cls(vocab_size=vocab_size, **arguments)
+
+    @property
+    def num_parameters(self) -> int:
+        """count_parameters(self): scalar parameters, tied tensors counted once."""
+        return count_parameters(self)
+
+    def check_tokens(self, x: Tensor, name: str = "x", allow_empty: bool = False) -> None:
+        """Raise TypeError/ValueError naming `name` unless x is (B, L) long in [0, V), 1 <= L <= max_length."""
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor of token ids, got {type(x).__name__}")
+        if x.dtype != torch.long:
+            raise TypeError(f"{name} must have dtype torch.long (int64), got {x.dtype}; pass {name}.long()")
+        if x.dim() != 2:
+            raise ValueError(f"{name} must have shape (batch, length), got {tuple(x.shape)}; add a batch axis")
+        if x.shape[1] == 0 and not allow_empty:
+            raise ValueError(f"{name} must hold at least one token per row, got length 0")
+        if x.shape[1] > self.max_length:
+            raise ValueError(
+                f"{name} has length {x.shape[1]} > max_length={self.max_length} (the model's context); "
+                "build the model with a larger max_length or score shorter sequences"
+            )
+        if not torch.compiler.is_compiling() and x.numel() and bool(((x < 0) | (x >= self.vocab_size)).any()):
+            raise ValueError(
+                f"{name} must hold token ids in [0, {self.vocab_size}) (vocab_size={self.vocab_size}), got values "
+                f"in [{int(x.min())}, {int(x.max())}]"
+            )
+
+    def _with_bos(self, x: Tensor) -> Tensor:
+        """(B, k) -> (B, k + 1) with BOS in front."""
+        bos = torch.full((x.shape[0], 1), self.bos_index, dtype=x.dtype, device=x.device)
+        return torch.cat([bos, x], dim=1)
+
+    def logits(self, x: Tensor) -> Tensor:
+        """Next-token logits, teacher-forced: x (B, L) long in [0, V) -> (B, L, V), row l a function of x[:, :l].
+
+        Float32 (float64 for a float64 model). Softmax of row l is p_theta(x_l = . | x_{<l}).
+        """
+        self.check_tokens(x)
+        return self.trunk(self._with_bos(x[:, :-1]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """log p_theta(x_l = y | x_{<l}): x (B, L) long in [0, V) -> (B, L, V), logsumexp over y equal to 0."""
+        return torch.log_softmax(self.logits(x), dim=-1)
+
+    def nll(self, x: Tensor) -> Tensor:
+        """Exact negative log-likelihood -log p_theta(x) = -sum_l log p_theta(x_l | x_{<l}) in nats.
+
+        x: (B, L) long in [0, V). Returns (B,) in the logits' dtype. Uses the fused cross-entropy, so it holds one
+        (B, L, V) tensor (the logits) beyond the network's activations, and is the training objective as is.
+        """
+        logits = self.logits(x)
+        per_token = F.cross_entropy(logits.flatten(0, 1), x.flatten(), reduction="none")
+        return per_token.view(x.shape).sum(-1)
+
+    def next_token_log_probs(self, prefix: Tensor) -> Tensor:
+        """log p_theta(x_k = . | x_{<k} = prefix) for ancestral sampling: prefix (B, k) long, 0 <= k < max_length.
+
+        k = 0 (an empty prefix) gives the law of the first token. Returns (B, V) float32 (float64 model).
+        """
+        self.check_tokens(prefix, "prefix", allow_empty=True)
+        if prefix.shape[1] >= self.max_length:
+            raise ValueError(
+                f"prefix has length {prefix.shape[1]}, but a next token fits only after a prefix shorter than "
+                f"max_length={self.max_length}; truncate the prefix"
+            )
+        return torch.log_softmax(self.trunk(self._with_bos(prefix))[:, -1], dim=-1)
