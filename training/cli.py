@@ -90,7 +90,21 @@ class DiffusionCLI(LightningCLI):
         parser.add_lightning_class_args(SampleLogger, "samples")
 
     def _config(self) -> Any:
-        return self.config[self.subcommand] if self.subcommand else self.config
+        subcommand = self.config.get("subcommand")
+        return self.config[subcommand] if subcommand else self.config
+
+    def _parse_ckpt_path(self) -> None:
+        """Check --ckpt_path first (LightningCLI reads it right after parsing, with no error handling).
+
+        LightningCLI's own step then merges the checkpoint's `hyper_parameters` into the config; a checkpoint
+        of DiffusionModule has none (its config is stored under CONFIG_KEY), so it runs only when some exist.
+        """
+        try:
+            self.check_checkpoint_file()
+        except ValueError as error:
+            fail(str(error))
+        if self._checkpoint is not None and self._checkpoint.get("hyper_parameters"):
+            super()._parse_ckpt_path()
 
     def before_instantiate_classes(self) -> None:
         """Loggers left at the default save_dir (logs) write under trainer.default_root_dir when it is given."""
@@ -106,7 +120,6 @@ class DiffusionCLI(LightningCLI):
 
     def instantiate_classes(self) -> None:
         try:
-            self.check_checkpoint_file()
             super().instantiate_classes()
             self.model.check_data(self.datamodule.vocab_size, self.datamodule.hparams.seq_len)
             self.check_checkpoint()
@@ -121,8 +134,8 @@ class DiffusionCLI(LightningCLI):
         return None if not path or path in RESERVED_CKPT_PATHS else str(path)
 
     def check_checkpoint_file(self) -> None:
-        """Raise ValueError if --ckpt_path is missing, a directory or not a readable checkpoint (before any
-        object is built, so that nothing is created)."""
+        """Raise ValueError if --ckpt_path is missing, a directory or not a readable checkpoint (right after
+        parsing, before any object is built, so that nothing is created); keep the checkpoint it read."""
         path = self._ckpt_path()
         self._checkpoint = None if path is None else read_checkpoint(path)
 
