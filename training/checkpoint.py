@@ -135,8 +135,8 @@ class AtomicModelCheckpoint(ModelCheckpoint):
             return
         if self.save_on_exception and not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-            print(f"{type(exception).__name__} at step {trainer.global_step}: saved {self.last_model_path}",
-                  file=sys.stderr)
+            cause = self.stop_signal.name if self.stop_signal is not None else type(exception).__name__
+            print(f"{cause} at step {trainer.global_step}: saved {self.last_model_path}", file=sys.stderr)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._restore_signal_handlers()

@@ -7,8 +7,11 @@
 fit/validate/test/predict are LightningCLI's over `DiffusionModule` and `training.data.TextDataModule`;
 the vocabulary size is linked from the data module to the module (written once), the atomic checkpoint and
 the sample logger are configurable callbacks (`checkpoint.*`, `samples.*`). Errors in the configuration's
-values (a missing corpus, a sequence longer than the network accepts) are reported on one line, before any
-training starts.
+values (a missing corpus, a sequence longer than the network accepts) and every bad `--ckpt_path` are
+reported on one line, `error: ...`, exit status 2, before any file is created. Everything a run writes goes
+under `--trainer.default_root_dir` (default `logs/`). `fit` ends with a summary of where the checkpoint,
+metrics and samples are, the last validation, and the command that samples from the checkpoint; a fit
+stopped by SIGINT / SIGTERM saves `last.ckpt` (training/checkpoint.py) and exits with 128 + the signal.
 """
 
 from __future__ import annotations
@@ -261,7 +264,12 @@ def console() -> int:
     """The console-script entry (`lightning`, `ctmc-train`, `python -m training`): an exit status.
 
     `main` returns the LightningCLI object after fit/validate/test; a console script would hand it to
-    sys.exit, which prints it and exits with status 1. Only an int returned by a command is a status.
+    sys.exit, which prints it and exits with status 1. An int returned by a command is its status; the CLI
+    object's `exit_status` is 0, or 128 + the signal number after a fit stopped by SIGINT / SIGTERM.
     """
-    result = main()
+    try:
+        result = main()
+    except KeyboardInterrupt:  # Ctrl-C before training started (during training the checkpoint callback stops)
+        print("error: interrupted (Ctrl-C); nothing was trained or saved", file=sys.stderr)
+        return SIGNAL_EXIT_BASE + int(signal.SIGINT)
     return result if isinstance(result, int) else getattr(result, "exit_status", 0)

@@ -10,7 +10,8 @@ The module is rebuilt from the checkpoint (training/restore.py) and sampled with
 a template: fixed text with [MASK] gaps; `--prefix P` is the template "P[MASK]", `--suffix S` is "[MASK]S",
 both "P[MASK]S". The gaps share the positions the fixed text leaves free in `--length` tokens equally (the
 first gaps take one more when it does not divide). Fixed positions are never changed by the sampler
-(`samplers.Sampler.generate(given=..., tokens=...)`), so a prefix is kept verbatim.
+(`samplers.Sampler.generate(given=..., tokens=...)`), so a prefix is kept verbatim (with GPT-2's BPE, a space
+that ends a piece before a gap is left to the gap's first token: see `template_pieces`).
 
 Beside each sample the command prints the unigram entropy (nats) of its generated positions
 (`samplers.unigram_entropy`; a collapsing model repeats tokens and shows a low entropy) and, at the end, the
