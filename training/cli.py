@@ -191,7 +191,7 @@ class DiffusionCLI(LightningCLI):
             name = signal.Signals(self.exit_status - SIGNAL_EXIT_BASE).name
             lines.append(f"fit stopped by {name} at step {trainer.global_step}")
         else:
-            lines.append(f"fit finished at step {trainer.global_step} (epoch {trainer.current_epoch})")
+            lines.append(f"fit finished at step {trainer.global_step}")
         lines.append(f"  checkpoint: {checkpoint or 'none written'}")
         for logger in trainer.loggers:
             if isinstance(logger, CSVLogger):
