@@ -92,3 +92,22 @@ def test_bad_checkpoint_is_one_line_error_and_creates_nothing(command, case, mad
     assert expected in message, message
     if case == "directory":
         assert "last.ckpt" in message  # names a checkpoint found inside it
+
+
+def test_weights_only_checkpoint_cannot_resume_fit(made, capsys, monkeypatch, tmp_path):
+    """A checkpoint without optimiser and loop state (save_weights_only) is refused by fit, on one line."""
+    monkeypatch.chdir(tmp_path)
+    checkpoint = torch.load(made["other vocabulary"], weights_only=True)
+    checkpoint[CONFIG_KEY]["vocab_size"] = 257
+    for key in ("optimizer_states", "loops", "lr_schedulers"):
+        checkpoint.pop(key, None)
+    torch.save(checkpoint, tmp_path / "weights.ckpt")
+    before = sorted(tmp_path.rglob("*"))
+    weights = tmp_path / "weights.ckpt"
+    args = ["fit", "-c", str(CONFIGS / "sedd.yaml"), *tiny_args(made["corpus"]), f"--ckpt_path={weights}"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "weights only" in errors[0]
+    assert sorted(tmp_path.rglob("*")) == before
