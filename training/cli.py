@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import yaml
+from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -53,6 +54,10 @@ def default_loggers(save_dir: str = DEFAULT_ROOT) -> list[dict[str, Any]]:
             {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"save_dir": save_dir}}
         )
     return loggers
+
+
+class HelpFormatter(DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """jsonargparse's help (types, defaults) with the description and epilog printed as written."""
 
 
 def command_name() -> str:
@@ -241,7 +246,7 @@ def run_lightning(args: Sequence[str] | None = None) -> DiffusionCLI:
         parser_kwargs={
             "description": __doc__.split("\n\n")[0],
             "epilog": EPILOG,
-            "formatter_class": argparse.RawDescriptionHelpFormatter,
+            "formatter_class": HelpFormatter,
         },
     )
 
