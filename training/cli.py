@@ -200,7 +200,9 @@ class DiffusionCLI(LightningCLI):
         lines.append(f"  checkpoint: {checkpoint or 'none written'}")
         for logger in trainer.loggers:
             if isinstance(logger, CSVLogger):
-                lines.append(f"  metrics:    {logger.experiment.metrics_file_path}")
+                metrics = logger.experiment.metrics_file_path
+                lines.append(f"  metrics:    {metrics}" if os.path.isfile(metrics) else
+                             "  metrics:    none logged (fewer steps than trainer.log_every_n_steps)")
         for callback in trainer.callbacks:
             if isinstance(callback, SampleLogger) and os.path.isfile(callback.path(trainer)):
                 lines.append(f"  samples:    {callback.path(trainer)}")
