@@ -165,3 +165,20 @@ def test_kill_during_a_write_leaves_the_old_checkpoint_and_only_a_partial_file_b
     assert torch.load(target, weights_only=True)["global_step"] == 1
     assert sorted(path.name for path in target.parent.iterdir()) == ["last.ckpt", "last.ckpt.partial"]
     assert list(system_temp.iterdir()) == []
+
+
+def test_second_ctrl_c_stops_at_once_and_still_saves(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    corpus = tiny_corpus(tmp_path)
+    handler_before = signal.getsignal(signal.SIGINT)
+
+    def twice():
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    interrupt_at(monkeypatch, 2, twice)
+    with pytest.raises(SystemExit) as exit_info:  # Lightning's KeyboardInterrupt path: exit status 1
+        fit(corpus, 8, "--checkpoint.every_n_train_steps=null")
+    assert exit_info.value.code == 1
+    assert last_step(tmp_path) == 2  # the batch at step 2 was not trained
+    assert signal.getsignal(signal.SIGINT) == handler_before
