@@ -43,6 +43,7 @@ EPILOG = """other subcommands (their own options: `lightning sample --help`, `li
   evaluate   Negative-ELBO perplexity bound of a checkpoint on a text file (training/evaluate.py).
 """
 RESERVED_CKPT_PATHS = ("last", "best", "hpc", "registry")  # names Lightning resolves itself
+SHARDED_CHECKPOINT_MARKERS = ("meta.pt", "latest")  # files in the checkpoint directory of FSDP / DeepSpeed
 SIGNAL_EXIT_BASE = 128  # a process stopped by signal N exits with 128 + N, as shells report it
 
 
@@ -137,9 +138,16 @@ class DiffusionCLI(LightningCLI):
         self.model.run_config = yaml.safe_dump({key: dumped[key] for key in ("model", "data")})
 
     def _ckpt_path(self) -> str | None:
+        """--ckpt_path when it names a local checkpoint file to check; None for no path, the names Lightning
+        resolves itself, remote URLs, and the checkpoint directories of sharded strategies (FSDP's holds
+        meta.pt, DeepSpeed's a `latest` file), which Lightning reads with those strategies."""
         config = self._config()
         path = config.get("ckpt_path") if hasattr(config, "get") else None
-        return None if not path or path in RESERVED_CKPT_PATHS else str(path)
+        if not path or path in RESERVED_CKPT_PATHS or "://" in str(path):
+            return None
+        if any(os.path.isfile(os.path.join(path, marker)) for marker in SHARDED_CHECKPOINT_MARKERS):
+            return None
+        return str(path)
 
     def check_checkpoint_file(self) -> None:
         """Raise ValueError if --ckpt_path is missing, a directory or not a readable checkpoint (right after
