@@ -22,6 +22,8 @@ from samplers.models import ModelOutput
 class EulerSampler(Sampler):
     """First-order Euler discretisation of the reverse CTMC; see `samplers.Sampler` for the options."""
 
+    name = "euler"  # the `lightning sample --sampler` name
+
     def step(
         self, output: ModelOutput, x: Tensor, t: Tensor, s: Tensor, generator: torch.Generator | None
     ) -> Tensor:

@@ -36,6 +36,8 @@ class FirstHittingSampler(Sampler):
     number of network calls K >= 1; eps: the smallest time at which the model is queried. No final
     denoising step is needed (every position is revealed)."""
 
+    name = "first-hitting"  # the `lightning sample --sampler` name
+
     def __init__(
         self, process: ctmc.ForwardProcess, steps: int | None = None, eps: float = 1e-5, **options: object
     ) -> None:

@@ -38,6 +38,8 @@ class TauLeapingSampler(Sampler):
     corrector_steps: corrector steps after each predictor step (>= 0); corrector_size: their time length.
     """
 
+    name = "tau-leaping"  # the `lightning sample --sampler` name
+
     def __init__(
         self,
         process: ctmc.ForwardProcess,

@@ -20,6 +20,8 @@ from samplers.models import ModelOutput
 class TweedieSampler(Sampler):
     """The analytic sampler of SEDD; see `samplers.Sampler` for the options."""
 
+    name = "tweedie"  # the `lightning sample --sampler` name
+
     def step(
         self, output: ModelOutput, x: Tensor, t: Tensor, s: Tensor, generator: torch.Generator | None
     ) -> Tensor:

@@ -7,29 +7,47 @@
 fit/validate/test/predict are LightningCLI's over `DiffusionModule` and `training.data.TextDataModule`;
 the vocabulary size is linked from the data module to the module (written once), the atomic checkpoint and
 the sample logger are configurable callbacks (`checkpoint.*`, `samples.*`). Errors in the configuration's
-values (a missing corpus, a sequence longer than the network accepts) are reported on one line, before any
-training starts.
+values (a missing corpus, a sequence longer than the network accepts) and every bad `--ckpt_path` are
+reported on one line, `error: ...`, exit status 2, before any file is created. Everything a run writes goes
+under `--trainer.default_root_dir` (default `logs/`). `fit` ends with a summary of where the checkpoint,
+metrics and samples are, the last validation, and the command that samples from the checkpoint; a fit
+stopped by SIGINT / SIGTERM saves `last.ckpt` (training/checkpoint.py) and exits with 128 + the signal.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import os
+import shlex
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 import yaml
+from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from training.checkpoint import AtomicModelCheckpoint
 from training.data import TextDataModule
 from training.module import CONFIG_KEY, DiffusionModule
+from training.restore import fail, read_checkpoint
 from training.sample_logging import SampleLogger
 
+DEFAULT_ROOT = "logs"  # where logs, checkpoints and samples go unless --trainer.default_root_dir says otherwise
+EPILOG = """other subcommands (their own options: `lightning sample --help`, `lightning evaluate --help`):
+  sample     Write text sampled from a trained checkpoint (training/sample.py).
+  evaluate   Negative-ELBO perplexity bound of a checkpoint on a text file (training/evaluate.py).
+"""
+RESERVED_CKPT_PATHS = ("last", "best", "hpc", "registry")  # names Lightning resolves itself
+SHARDED_CHECKPOINT_MARKERS = ("meta.pt", "latest")  # files in the checkpoint directory of FSDP / DeepSpeed
+SIGNAL_EXIT_BASE = 128  # a process stopped by signal N exits with 128 + N, as shells report it
 
-def default_loggers(save_dir: str = "logs") -> list[dict[str, Any]]:
+
+def default_loggers(save_dir: str = DEFAULT_ROOT) -> list[dict[str, Any]]:
     """CSV logging always (metrics.csv); TensorBoard as well when it is installed."""
     loggers = [{"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": save_dir}}]
     if importlib.util.find_spec("tensorboard") is not None:
@@ -39,13 +57,75 @@ def default_loggers(save_dir: str = "logs") -> list[dict[str, Any]]:
     return loggers
 
 
+class HelpFormatter(DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """jsonargparse's help (types, defaults) with the description and epilog printed as written."""
+
+
+def command_name() -> str:
+    """How this command was invoked: `lightning` / `ctmc-train` when run as a console script, else
+    `python -m training` (which works from the repository root in any case)."""
+    program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return program if program in ("lightning", "ctmc-train") else "python -m training"
+
+
+def without_option(argv: Sequence[str], option: str) -> list[str]:
+    """argv without `option VALUE` and `option=VALUE`."""
+    kept: list[str] = []
+    skip = False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == option:
+            skip = True
+        elif not item.startswith(f"{option}="):
+            kept.append(item)
+    return kept
+
+
 class DiffusionCLI(LightningCLI):
-    """LightningCLI with the vocabulary link, atomic checkpoints, sample logging and one-line value errors."""
+    """LightningCLI with the vocabulary link, atomic checkpoints, sample logging, one-line value errors, the
+    logger following --trainer.default_root_dir, and a summary (with exit status) at the end of fit."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        argv = kwargs.get("args")
+        self.command_line = list(sys.argv[1:] if argv is None else argv)
+        self._checkpoint: dict[str, Any] | None = None  # the --ckpt_path file, between the two checks
+        self.exit_status = 0  # 128 + signal number when fit was stopped by SIGINT / SIGTERM
+        super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
         parser.add_lightning_class_args(AtomicModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(SampleLogger, "samples")
+
+    def _config(self) -> Any:
+        subcommand = self.config.get("subcommand")
+        return self.config[subcommand] if subcommand else self.config
+
+    def _parse_ckpt_path(self) -> None:
+        """Check --ckpt_path first (LightningCLI reads it right after parsing, with no error handling).
+
+        LightningCLI's own step then merges the checkpoint's `hyper_parameters` into the config; a checkpoint
+        of DiffusionModule has none (its config is stored under CONFIG_KEY), so it runs only when some exist.
+        """
+        try:
+            self.check_checkpoint_file()
+        except ValueError as error:
+            fail(str(error))
+        if self._checkpoint is not None and self._checkpoint.get("hyper_parameters"):
+            super()._parse_ckpt_path()
+
+    def before_instantiate_classes(self) -> None:
+        """Loggers left at the default save_dir (logs) write under trainer.default_root_dir when it is given."""
+        trainer = self._config().get("trainer")
+        root = trainer.get("default_root_dir") if trainer is not None else None
+        if root is None or str(root) == DEFAULT_ROOT:
+            return
+        loggers = trainer.get("logger")
+        for logger in loggers if isinstance(loggers, list) else [loggers]:
+            init_args = getattr(logger, "init_args", None)
+            if init_args is not None and str(init_args.get("save_dir")) == DEFAULT_ROOT:
+                init_args.save_dir = str(root)
 
     def instantiate_classes(self) -> None:
         try:
@@ -53,26 +133,115 @@ class DiffusionCLI(LightningCLI):
             self.model.check_data(self.datamodule.vocab_size, self.datamodule.hparams.seq_len)
             self.check_checkpoint()
         except (ValueError, FileNotFoundError) as error:
-            message = " ".join(str(error).split())
-            print(f"error: {message}", file=sys.stderr)
-            raise SystemExit(2) from error
-        config = self.config[self.subcommand] if self.subcommand else self.config
-        dumped = yaml.safe_load(self._parser(self.subcommand).dump(config, skip_check=True))
+            fail(str(error))
+        dumped = yaml.safe_load(self._parser(self.subcommand).dump(self._config(), skip_check=True))
         self.model.run_config = yaml.safe_dump({key: dumped[key] for key in ("model", "data")})
 
+    def _ckpt_path(self) -> str | None:
+        """--ckpt_path when it names a local checkpoint file to check; None for no path, the names Lightning
+        resolves itself, remote URLs, and the checkpoint directories of sharded strategies (FSDP's holds
+        meta.pt, DeepSpeed's a `latest` file), which Lightning reads with those strategies."""
+        config = self._config()
+        path = config.get("ckpt_path") if hasattr(config, "get") else None
+        if not path or path in RESERVED_CKPT_PATHS or "://" in str(path):
+            return None
+        if any(os.path.isfile(os.path.join(path, marker)) for marker in SHARDED_CHECKPOINT_MARKERS):
+            return None
+        return str(path)
+
+    def check_checkpoint_file(self) -> None:
+        """Raise ValueError if --ckpt_path is missing, a directory or not a readable checkpoint (right after
+        parsing, before any object is built, so that nothing is created); keep the checkpoint it read."""
+        path = self._ckpt_path()
+        self._checkpoint = None if path is None else read_checkpoint(path)
 
     def check_checkpoint(self) -> None:
-        """Raise ValueError if --ckpt_path names a checkpoint trained with another vocabulary size."""
-        config = self.config[self.subcommand] if self.subcommand else self.config
-        path = config.get("ckpt_path") if hasattr(config, "get") else None
-        if not path or path in ("last", "best", "hpc", "registry") or not os.path.isfile(path):
+        """Raise ValueError if --ckpt_path was trained with another vocabulary size or holds another model's
+        weights, or (fit) lacks the optimiser and loop state a resume needs."""
+        path, checkpoint = self._ckpt_path(), self._checkpoint
+        self._checkpoint = None  # Lightning reads the file again when it restores; do not hold two copies
+        if path is None or checkpoint is None:
             return
-        stored = torch.load(path, map_location="cpu", weights_only=True).get(CONFIG_KEY, {})
+        stored = checkpoint.get(CONFIG_KEY, {})
         if stored.get("vocab_size", self.model.vocab_size) != self.model.vocab_size:
             raise ValueError(
                 f"ckpt_path={path} was trained with vocab_size {stored['vocab_size']}, but data.tokenizer gives "
                 f"{self.model.vocab_size}; use the checkpoint's data.tokenizer (see its stored config)"
             )
+        mismatch = state_dict_mismatch(checkpoint["state_dict"], self.model.state_dict())
+        if mismatch is not None:
+            trained = yaml.safe_load(stored.get("config") or "{}") or {}
+            network = (trained.get("model") or {}).get("network")
+            kind = f" (it was trained with model.network={network.get('class_path', network)})" if isinstance(
+                network, dict) else ""
+            raise ValueError(
+                f"ckpt_path={path} holds the weights of another model{kind}: {mismatch}; use the config the "
+                "checkpoint was trained with"
+            )
+        if self.subcommand == "fit" and not {"optimizer_states", "loops"} <= set(checkpoint):
+            raise ValueError(
+                f"ckpt_path={path} holds weights only (no optimiser or loop state) and cannot resume fit; "
+                "give a full checkpoint such as last.ckpt"
+            )
+
+    def fit(self, **kwargs: Any) -> None:
+        """trainer.fit, then the summary; a SIGINT/SIGTERM stop (checkpoint saved) sets exit_status."""
+        callback = self.trainer.checkpoint_callback
+        try:
+            self.trainer.fit(**kwargs)
+        except SIGTERMException:
+            stop = getattr(callback, "stop_signal", None) or signal.SIGTERM
+            self.exit_status = SIGNAL_EXIT_BASE + int(stop)
+        if self.trainer.is_global_zero:
+            print(self.fit_summary(), flush=True)
+
+    def fit_summary(self) -> str:
+        """Where the checkpoint, metrics and samples are, the last validation, and the commands that follow."""
+        trainer = self.trainer
+        checkpoint = getattr(trainer.checkpoint_callback, "last_model_path", "") or None
+        lines = []
+        if self.exit_status:
+            name = signal.Signals(self.exit_status - SIGNAL_EXIT_BASE).name
+            lines.append(f"fit stopped by {name} at step {trainer.global_step}")
+        else:
+            lines.append(f"fit finished at step {trainer.global_step}")
+        lines.append(f"  checkpoint: {checkpoint or 'none written'}")
+        for logger in trainer.loggers:
+            if isinstance(logger, CSVLogger):
+                metrics = logger.experiment.metrics_file_path
+                lines.append(f"  metrics:    {metrics}" if os.path.isfile(metrics) else
+                             "  metrics:    none logged (fewer steps than trainer.log_every_n_steps)")
+        for callback in trainer.callbacks:
+            if isinstance(callback, SampleLogger) and os.path.isfile(callback.path(trainer)):
+                lines.append(f"  samples:    {callback.path(trainer)}")
+        result = getattr(self.model, "validation_result", None) or {}
+        if result:
+            keys = sorted(result, key=lambda key: (key != "bits_per_token", key))
+            values = ", ".join(f"{key} {value:.6g}" if isinstance(value, float) else f"{key} {value}"
+                               for key, value in ((key, result[key]) for key in keys))
+            lines.append(f"  last validation: {values}")
+        if checkpoint:
+            program = command_name()
+            lines.append(f"  sample from it: {program} sample --ckpt_path {shlex.quote(checkpoint)}")
+            if self.exit_status:
+                resume = [*without_option(self.command_line, "--ckpt_path"), f"--ckpt_path={checkpoint}"]
+                lines.append(f"  resume it:      {program} {shlex.join(resume)}")
+        return "\n".join(lines)
+
+
+def state_dict_mismatch(stored: dict[str, Any], expected: dict[str, Any]) -> str | None:
+    """None if `stored` has the keys and tensor shapes of `expected`, else what differs first (one phrase)."""
+    missing = [key for key in expected if key not in stored]
+    if missing:
+        return f"{len(missing)} weight(s) missing, e.g. {missing[0]!r}"
+    unexpected = [key for key in stored if key not in expected]
+    if unexpected:
+        return f"{len(unexpected)} unexpected weight(s), e.g. {unexpected[0]!r}"
+    for key, value in expected.items():
+        shape = getattr(stored[key], "shape", None)
+        if shape is not None and tuple(shape) != tuple(value.shape):
+            return f"{key!r} has shape {tuple(shape)}, this model's has {tuple(value.shape)}"
+    return None
 
 
 def run_lightning(args: Sequence[str] | None = None) -> DiffusionCLI:
@@ -81,10 +250,14 @@ def run_lightning(args: Sequence[str] | None = None) -> DiffusionCLI:
         DiffusionModule,
         TextDataModule,
         args=None if args is None else list(args),
-        trainer_defaults={"logger": default_loggers()},
+        trainer_defaults={"logger": default_loggers(), "default_root_dir": DEFAULT_ROOT},
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
-        parser_kwargs={"description": __doc__.split("\n\n")[0]},
+        parser_kwargs={
+            "description": __doc__.split("\n\n")[0],
+            "epilog": EPILOG,
+            "formatter_class": HelpFormatter,
+        },
     )
 
 
@@ -106,7 +279,12 @@ def console() -> int:
     """The console-script entry (`lightning`, `ctmc-train`, `python -m training`): an exit status.
 
     `main` returns the LightningCLI object after fit/validate/test; a console script would hand it to
-    sys.exit, which prints it and exits with status 1. Only an int returned by a command is a status.
+    sys.exit, which prints it and exits with status 1. An int returned by a command is its status; the CLI
+    object's `exit_status` is 0, or 128 + the signal number after a fit stopped by SIGINT / SIGTERM.
     """
-    result = main()
-    return result if isinstance(result, int) else 0
+    try:
+        result = main()
+    except KeyboardInterrupt:  # Ctrl-C before training started (during training the checkpoint callback stops)
+        print("error: interrupted (Ctrl-C); nothing was trained or saved", file=sys.stderr)
+        return SIGNAL_EXIT_BASE + int(signal.SIGINT)
+    return result if isinstance(result, int) else getattr(result, "exit_status", 0)

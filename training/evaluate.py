@@ -40,7 +40,7 @@ from torch import Tensor
 import samplers
 from training.data_corpus import TextCorpus
 from training.elbo import sequence_negative_elbo
-from training.restore import CommandParser, TrainedModel, check_output, load_trained, write_output
+from training.restore import CommandParser, TrainedModel, check_device, check_output, load_trained, write_output
 
 
 @dataclass
@@ -210,7 +210,7 @@ def run(arguments: argparse.Namespace) -> Evaluation:
         raise ValueError(f"--seed must be >= 0, got {arguments.seed}")
     TextCorpus(arguments.text, argument="text")  # a missing file fails before the checkpoint is read
     check_output(arguments.output)
-    trained = load_trained(arguments.ckpt_path, arguments.config, arguments.device)
+    trained = load_trained(arguments.ckpt_path, arguments.config, check_device(arguments.device))
     seq_len = trained.seq_len if arguments.seq_len is None else arguments.seq_len
     trained.check_length(seq_len, "--seq_len")
     result = evaluate(

@@ -14,7 +14,6 @@ subcommands do (training/cli.py).
 from __future__ import annotations
 
 import argparse
-import pickle
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -64,16 +63,34 @@ def _config_parser() -> ArgumentParser:
     return parser
 
 
-def _read_checkpoint(path: Path) -> dict[str, Any]:
+def read_checkpoint(ckpt_path: str | Path, option: str = "--ckpt_path") -> dict[str, Any]:
+    """The dict stored in the checkpoint file at `ckpt_path`, read with torch.load(weights_only=True).
+
+    Raises ValueError (one line naming `option`) for a missing path, a directory, and a file that is not a
+    checkpoint written by `lightning fit`: truncated, a text file, a pickle of other objects, a dict without
+    a state_dict. torch.load raises many exception types for bad input (KeyError on a text file, IndexError,
+    EOFError, RuntimeError on a truncated zip, UnpicklingError on foreign objects), so all are caught here.
+    """
+    path = Path(ckpt_path)
+    if path.is_dir():
+        found = sorted(path.glob("**/last.ckpt"))
+        example = f", e.g. {str(found[-1])!r}" if found else ""
+        raise ValueError(f"{option}: {str(path)!r} is a directory; give a checkpoint file in it{example}")
     if not path.is_file():
-        raise ValueError(f"ckpt_path: {str(path)!r} does not exist; give a checkpoint written by `lightning fit`")
+        raise ValueError(f"{option}: {str(path)!r} does not exist; give a checkpoint written by `lightning fit`")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"ckpt_path: {str(path)!r} is not a readable checkpoint ({first})") from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise ValueError(f"ckpt_path: {str(path)!r} holds no state_dict; give a checkpoint written by `lightning fit`")
+    except Exception as error:  # torch.load has no single error type (see the docstring)
+        text = " ".join(str(error).split())
+        reason = f"{type(error).__name__}: {text[:160]}" if text else type(error).__name__
+        raise ValueError(
+            f"{option}: {str(path)!r} is not a readable checkpoint ({reason}); give a checkpoint written by "
+            "`lightning fit` (a file cut short by a crash or a copy is not readable)"
+        ) from None
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise ValueError(
+            f"{option}: {str(path)!r} holds no state_dict; give a checkpoint written by `lightning fit`"
+        )
     return checkpoint
 
 
@@ -104,7 +121,7 @@ def load_trained(ckpt_path: str | Path, config: str | None = None, device: str |
     missing or unreadable file, a config that does not parse, or weights that do not fit the rebuilt module.
     """
     path = Path(ckpt_path)
-    checkpoint = _read_checkpoint(path)
+    checkpoint = read_checkpoint(path)
     sections = _sections(checkpoint, path, config)
     parser = _config_parser()
     try:
@@ -132,6 +149,27 @@ def load_trained(ckpt_path: str | Path, config: str | None = None, device: str |
         ) from None
     module.eval().to(device)
     return TrainedModel(module, tokenizer, built.data.tokenizer, built.data.seq_len, module.max_length)
+
+
+def check_device(name: str) -> torch.device:
+    """torch.device(name), or ValueError (one line, naming --device) if it is malformed or absent here."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device: {name!r} is not a torch device; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if torch.version.cuda is None and getattr(torch.version, "hip", None) is None:
+            raise ValueError(f"--device {name}: this torch build has no CUDA support (a CPU build); use --device cpu")
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: torch sees no CUDA GPU on this machine; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"--device {name}: there are {torch.cuda.device_count()} CUDA device(s); use cuda:0 to "
+                f"cuda:{torch.cuda.device_count() - 1}"
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {name}: MPS is not available on this machine; use --device cpu")
+    return device
 
 
 class CommandParser(argparse.ArgumentParser):
