@@ -15,6 +15,7 @@ from samplers.first_hitting import FirstHittingSampler
 from samplers.metrics import unigram_entropy
 from samplers.models import ConcreteScore, Denoiser, ModelOutput, as_model
 from samplers.tau_leaping import TauLeapingSampler
+from samplers.trapezoidal import RK2Sampler, TrapezoidalSampler
 from samplers.tweedie import TweedieSampler
 
 __all__ = [
@@ -24,9 +25,11 @@ __all__ = [
     "EulerSampler",
     "FirstHittingSampler",
     "ModelOutput",
+    "RK2Sampler",
     "Sampler",
     "SamplingResult",
     "TauLeapingSampler",
+    "TrapezoidalSampler",
     "TweedieSampler",
     "as_model",
     "unigram_entropy",
