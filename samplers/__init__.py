@@ -14,6 +14,7 @@ from samplers.euler import EulerSampler
 from samplers.first_hitting import FirstHittingSampler
 from samplers.metrics import unigram_entropy
 from samplers.models import ConcreteScore, Denoiser, ModelOutput, as_model
+from samplers.remasking import ReMDMSampler
 from samplers.tau_leaping import TauLeapingSampler
 from samplers.trapezoidal import RK2Sampler, TrapezoidalSampler
 from samplers.tweedie import TweedieSampler
@@ -26,6 +27,7 @@ __all__ = [
     "FirstHittingSampler",
     "ModelOutput",
     "RK2Sampler",
+    "ReMDMSampler",
     "Sampler",
     "SamplingResult",
     "TauLeapingSampler",

@@ -87,7 +87,12 @@ class _TwoStageSampler(Sampler):
     theta_range: tuple[float, float, bool]  # (low, high, high included)
 
     def __init__(
-        self, process: ctmc.ForwardProcess, steps: int = 128, eps: float = 1e-5, *, theta: float = 0.5,
+        self,
+        process: ctmc.ForwardProcess,
+        steps: int = 128,
+        eps: float = 1e-5,
+        *,
+        theta: float = 0.5,
         **options: object,
     ) -> None:
         super().__init__(process, steps, eps, **options)
@@ -98,8 +103,15 @@ class _TwoStageSampler(Sampler):
         self.theta = float(theta)
 
     def stage_two(
-        self, x: Tensor, x_star: Tensor, rates_t: Jumps, rates_rho: Jumps, sigma_t: Tensor, sigma_rho: Tensor,
-        delta: Tensor, generator: torch.Generator | None,
+        self,
+        x: Tensor,
+        x_star: Tensor,
+        rates_t: Jumps,
+        rates_rho: Jumps,
+        sigma_t: Tensor,
+        sigma_rho: Tensor,
+        delta: Tensor,
+        generator: torch.Generator | None,
     ) -> Tensor:
         raise NotImplementedError
 

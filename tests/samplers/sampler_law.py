@@ -34,15 +34,20 @@ def leap_kernel(toy: ToyChain, start: Tensor, rates: Tensor, length: float, rule
     """(M, S) law of the state after one stage from start (M, L) with rates (M, L, n) over `length`."""
     total = rates.sum(-1)
     jump = (length * total).clamp(max=1.0) if rule == "euler" else -torch.expm1(-length * total)
-    move = torch.where(total[..., None] > 0, rates / total.clamp_min(1e-300)[..., None], 0.0) * jump[..., None]
+    # Signed rates (clip=False) may cancel to a zero total: the limit of rates * jump / total is rates * length.
+    ratio = torch.where(total != 0, jump / torch.where(total == 0, 1.0, total), length)
+    move = rates * ratio[..., None]
     position = move.scatter_add(-1, start[..., None], (1.0 - jump)[..., None])  # (M, L, n)
     columns = toy.states.T  # (L, S)
     per_position = torch.stack([position[:, i, columns[i]] for i in range(toy.length)], 1)  # (M, L, S)
     return per_position.prod(1)
 
 
-def law_at_eps(toy: ToyChain, scheme: str, steps: int, eps: float, theta: float = 0.5) -> Tensor:
-    """The law (S,) of the scheme's x_eps on the linear grid 1 -> eps with `steps` steps, over toy.states."""
+def law_at_eps(toy: ToyChain, scheme: str, steps: int, eps: float, theta: float = 0.5, clip: bool = True) -> Tensor:
+    """The law (S,) of the scheme's x_eps on the linear grid 1 -> eps with `steps` steps, over toy.states.
+
+    clip=False keeps negative stage-2 rates (a signed "law", not samplable): it isolates the effect of the
+    clipping (.)_+ on the order of the theta-methods."""
     states = toy.states
     size = states.shape[0]
     rate_matrix = toy.process.rate_matrix
@@ -72,9 +77,10 @@ def law_at_eps(toy: ToyChain, scheme: str, steps: int, eps: float, theta: float 
             combined, length = (1 - weight) * before + weight * rates_rho, delta
         else:
             raise ValueError(f"unknown scheme {scheme!r}")
-        combined = combined.clamp_min(0.0).scatter(-1, start[..., None], 0.0)
-        second = leap_kernel(toy, start.reshape(-1, toy.length), combined.reshape(-1, toy.length, toy.n), length,
-                             "tau").view(size, size, size)  # [x, x*, y]
+        combined = (combined.clamp_min(0.0) if clip else combined).scatter(-1, start[..., None], 0.0)
+        second = leap_kernel(
+            toy, start.reshape(-1, toy.length), combined.reshape(-1, toy.length, toy.n), length, "tau"
+        ).view(size, size, size)  # [x, x*, y]
         law = torch.einsum("x,xz,xzy->y", law, first, second)
     return law
 

@@ -25,8 +25,10 @@ class TestRK2(SamplerContract):
 
 
 @pytest.mark.parametrize("chain", ["uniform", "absorbing"])
-@pytest.mark.parametrize(("cls", "scheme"), [(samplers.TrapezoidalSampler, "trapezoidal"),
-                                              (samplers.RK2Sampler, "rk2"), (samplers.EulerSampler, "euler")])
+@pytest.mark.parametrize(
+    ("cls", "scheme"),
+    [(samplers.TrapezoidalSampler, "trapezoidal"), (samplers.RK2Sampler, "rk2"), (samplers.EulerSampler, "euler")],
+)
 def test_histogram_matches_exact_law_of_the_scheme(chain, cls, scheme):
     """Two coarse steps, no final denoising: the histogram of x_eps over all states is the scheme's law."""
     toy, model = make_toy(chain)
