@@ -5,7 +5,8 @@ An implementation independent of `samplers`: the reverse rates are built from th
 and each stage's kernel is the product over positions of "stay, or jump once to y in proportion to its rate".
 Schemes: "euler" (jump probability min(1, dt lambda)), "tau" (1 - exp(-dt lambda)), "trapezoidal" and "rk2"
 (theta-methods of Ren et al. 2025, see samplers/trapezoidal.py). `law_at_eps` returns the law of x_eps (before
-any final denoising step) started from the prior; compare it with `ToyChain.marginal_of` at eps.
+any final denoising step) started from the prior; compare it with `marginal_at(toy, eps)`, or apply
+`denoised_law` and compare with p0.
 """
 
 from __future__ import annotations
@@ -83,6 +84,25 @@ def law_at_eps(toy: ToyChain, scheme: str, steps: int, eps: float, theta: float 
         ).view(size, size, size)  # [x, x*, y]
         law = torch.einsum("x,xz,xzy->y", law, first, second)
     return law
+
+
+def denoised_law(toy: ToyChain, law: Tensor, eps: float) -> Tensor:
+    """The law over clean sequences (C,) after SEDD's final denoising step from eps to 0 applied to `law` (S,).
+
+    Per position, p(x_0 = y | x_eps = x) proportional to (s exp(-Delta Q))_y P(Delta)[y, x] (Delta =
+    sigma-bar(eps), clamped at 0), with the dense matrix exponential; the positions move independently.
+    """
+    total = toy.process.total(torch.tensor(eps, dtype=torch.float64))
+    q = toy.process.rate_matrix.matrix(dtype=torch.float64)
+    score = toy.score(toy.states, total.expand(toy.states.shape[0])).clone()
+    score.scatter_(-1, toy.states[..., None], 1.0)
+    backward = score @ torch.linalg.matrix_exp(-float(total) * q)  # (S, L, n)
+    column = torch.linalg.matrix_exp(float(total) * q).T[toy.states]  # (S, L, n): P(Delta)[y, x_i]
+    position = (backward * column).clamp_min(0.0)
+    position = position / position.sum(-1, keepdim=True)
+    columns = toy.clean.T  # (L, C)
+    kernel = torch.stack([position[:, i, columns[i]] for i in range(toy.length)], 1).prod(1)  # (S, C)
+    return law @ kernel
 
 
 def marginal_at(toy: ToyChain, t: float) -> Tensor:
