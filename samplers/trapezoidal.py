@@ -33,6 +33,7 @@ from torch import Tensor
 
 import ctmc
 from samplers.base import Sampler
+from samplers.decoding import Decoding
 from samplers.jumps import Jumps, apply_jumps, reverse_jumps
 from samplers.models import ModelOutput
 
@@ -74,11 +75,11 @@ def combine_jumps(terms: Sequence[tuple[Tensor, Jumps]], current: Tensor, num_st
     return Jumps(exit_rate, rows)
 
 
-def leap(x: Tensor, jumps: Jumps, length: Tensor, sampler: Sampler, generator: torch.Generator | None) -> Tensor:
+def leap(x: Tensor, jumps: Jumps, length: Tensor, decoding: Decoding, generator: torch.Generator | None) -> Tensor:
     """A categorical tau-leap: each position jumps once with probability 1 - exp(-length exit_rate), to y in
     proportion to its rate. x: (B, L) long; length: (B,) float (the time span, with sigma folded into jumps)."""
     probability = -torch.expm1(-length.double()[:, None] * jumps.exit_rate)
-    return apply_jumps(x, probability, jumps, sampler.decoding, generator)
+    return apply_jumps(x, probability, jumps, decoding, generator)
 
 
 class _TwoStageSampler(Sampler):
@@ -131,7 +132,7 @@ class _TwoStageSampler(Sampler):
         rho = t - self.theta * (t - s)
         sigma_t, sigma_rho = self.process.sigma(t).double(), self.process.sigma(rho).double()
         rates_t = reverse_jumps(rate_matrix, evaluate(x, query), x)
-        x_star = leap(x, rates_t, self.theta * delta * sigma_t, self, generator)
+        x_star = leap(x, rates_t, self.theta * delta * sigma_t, self.decoding, generator)
         rates_rho = reverse_jumps(rate_matrix, evaluate(x_star, rho), x_star)
         return self.stage_two(x, x_star, rates_t, rates_rho, sigma_t, sigma_rho, delta, generator)
 
@@ -160,7 +161,7 @@ class TrapezoidalSampler(_TwoStageSampler):
         alpha_1, alpha_2 = self.coefficients()
         terms = [(alpha_1 * sigma_rho, rates_rho), (-alpha_2 * sigma_t, rates_t)]
         rates = combine_jumps(terms, x_star, self.process.num_states)
-        return leap(x_star, rates, (1.0 - self.theta) * delta, self, generator)
+        return leap(x_star, rates, (1.0 - self.theta) * delta, self.decoding, generator)
 
 
 class RK2Sampler(_TwoStageSampler):
@@ -178,4 +179,4 @@ class RK2Sampler(_TwoStageSampler):
         weight = 1.0 / (2.0 * self.theta)
         terms = [((1.0 - weight) * sigma_t, rates_t), (weight * sigma_rho, rates_rho)]
         rates = combine_jumps(terms, x, self.process.num_states)
-        return leap(x, rates, delta, self, generator)
+        return leap(x, rates, delta, self.decoding, generator)
