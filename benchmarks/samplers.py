@@ -1,18 +1,21 @@
-"""Benchmark of the samplers: accuracy against NFE with exact scores, the lean absorbing step against a dense
-one at GPT-2 vocabulary, and sampling throughput of a small network with and without caching.
+"""Benchmark of the samplers: accuracy against NFE with exact scores (sampled, and the exact law of each scheme
+by enumeration), remasking against parallel unmasking, per-row caching against whole-batch caching, and the
+lean absorbing step against a dense one at GPT-2 vocabulary.
 
-    PYTHONPATH=. python benchmarks/samplers.py            # --quick (default): a few minutes on 2 CPU cores
-    PYTHONPATH=. python benchmarks/samplers.py --full     # 20k samples, NFE up to 1024, 16 x 1024 tokens
+    PYTHONPATH=. python benchmarks/samplers.py     # ~15 minutes on 2 loaded CPU cores, 6 GB of RAM at its peak
 
 Prints tables, writes benchmarks/results/samplers.json and docs/samplers_tv_vs_nfe.png.
-Baselines in the same run: the TV of an exact sampler's histogram of the same size (noise floor), and a
-dense Euler step that builds the full reverse-rate tensor and draws over V + 1 categories everywhere.
+Baselines in the same run: Euler and tau-leaping at equal NFE, the TV of an exact sampler's histogram of the
+same size (noise floor), plain parallel unmasking at equal NFE, no cache and the whole-batch cache, and a dense
+Euler step that builds the full reverse-rate tensor and draws over V + 1 categories everywhere.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
 import sys
 import time
 import tracemalloc
@@ -24,31 +27,57 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 sys.path.insert(0, str(ROOT / "tests" / "samplers"))
 
 import torch  # noqa: E402
+from sampler_law import denoised_law, law_at_eps  # noqa: E402  (exact law of a scheme by enumeration)
 from sampler_toy import ToyChain, total_variation  # noqa: E402  (the enumeration reference of the tests)
 from torch import Tensor  # noqa: E402
 
 import ctmc  # noqa: E402
 import samplers  # noqa: E402
 
+SEQUENCE = ("EulerSampler", "TauLeapingSampler", "TweedieSampler", "TrapezoidalSampler", "RK2Sampler")
+TWO_STAGE = (samplers.TrapezoidalSampler, samplers.RK2Sampler)
 
-def tv_table(num_samples: int, steps_list: list[int]) -> dict:
-    """TV(histogram, p0) against NFE for every sampler, absorbing (exact score) and uniform (exact score)."""
-    chains = {
+
+def toy_chains() -> dict[str, ctmc.ForwardProcess]:
+    """The toy chains of tests/samplers/sampler_contract.py (V = 3, L = 3)."""
+    return {
         "absorbing": ctmc.ForwardProcess(ctmc.Absorbing(3), ctmc.LogLinear(1e-4)),
         "uniform": ctmc.ForwardProcess(ctmc.Uniform(3), ctmc.Geometric(1e-3, 12.0)),
     }
+
+
+def steps_for(cls: type, nfe: int) -> int:
+    """Grid steps giving `nfe` network calls with the final denoising step (two calls a step for theta-methods)."""
+    return (nfe - 1) // 2 if cls in TWO_STAGE else nfe - 1
+
+
+def slope(points: list[tuple[float, float]], floor: float = 0.0) -> float | None:
+    """Least-squares slope of log TV against log NFE over the points with TV > floor (None if < 2 points)."""
+    kept = [(math.log(n), math.log(tv)) for n, tv in points if tv > floor]
+    if len(kept) < 2:
+        return None
+    mean_x = sum(x for x, _ in kept) / len(kept)
+    mean_y = sum(y for _, y in kept) / len(kept)
+    return sum((x - mean_x) * (y - mean_y) for x, y in kept) / sum((x - mean_x) ** 2 for x, _ in kept)
+
+
+def tv_table(num_samples: int, nfe_list: list[int]) -> dict:
+    """TV(histogram, p0) against NFE for every sampler with the exact score (and ReMDM / first-hitting on the
+    absorbing chain), the final denoising step included; baseline: an exact sampler's histogram (noise floor)."""
     results = {}
-    for name, process in chains.items():
+    for name, process in toy_chains().items():
         toy = ToyChain(process, 3, 3)
         model = samplers.ConcreteScore(toy.score)
         exact = ctmc.sample_categorical(toy.p0.expand(num_samples, -1), torch.Generator().manual_seed(1))
         floor = total_variation(torch.bincount(exact, minlength=27).double() / num_samples, toy.p0)
         rows = {"noise_floor": floor}
-        kinds = [samplers.EulerSampler, samplers.TauLeapingSampler, samplers.TweedieSampler]
+        kinds = [getattr(samplers, key) for key in SEQUENCE]
+        if name == "absorbing":
+            kinds.append(samplers.ReMDMSampler)
         for cls in kinds:
             rows[cls.__name__] = []
-            for steps in steps_list:
-                result = cls(process, steps=steps, eps=1e-3).generate(
+            for nfe in nfe_list:
+                result = cls(process, steps=steps_for(cls, nfe), eps=1e-3).generate(
                     model, num_samples, 3, generator=torch.Generator().manual_seed(0)
                 )
                 rows[cls.__name__].append((result.nfe, total_variation(toy.histogram(result.tokens), toy.p0)))
@@ -60,30 +89,113 @@ def tv_table(num_samples: int, steps_list: list[int]) -> dict:
                 )
                 rows["FirstHittingSampler"].append((result.nfe, total_variation(toy.histogram(result.tokens), toy.p0)))
         results[name] = rows
-        print(f"\nTV distance to p0 vs NFE, {name} chain (V=3, L=3, N={num_samples}); exact-sampler floor {floor:.4f}")
+        print(f"\nTV(histogram, p0) vs NFE, {name} chain, exact score (V=3, L=3, N={num_samples}); "
+              f"exact-sampler floor {floor:.4f}")
         for key, values in rows.items():
             if key != "noise_floor":
-                print(f"  {key:20s} " + "  ".join(f"{nfe:>4d}:{tv:.4f}" for nfe, tv in values))
+                fit = slope(values, 3 * floor) if key != "FirstHittingSampler" else None
+                fit_text = f"  slope {fit:+.2f} (TV > 3 x floor)" if fit is not None else ""
+                print(f"  {key:20s} " + "  ".join(f"{nfe:>5.0f}:{tv:.4f}" for nfe, tv in values) + fit_text)
     return results
 
 
-def plot(results: dict, path: Path) -> None:
+def exact_law_table(nfe_list: list[int]) -> dict:
+    """TV(law of the sample, p0) of each scheme computed exactly by enumeration (tests/samplers/sampler_law.py;
+    no sampling noise; the final denoising step included, as in `tv_table`): the error and its order.
+    'trapezoidal (signed)' keeps the negative stage-2 rates (not samplable): it shows what the clipping costs."""
+    schemes = {"euler": "euler", "tau-leaping": "tau", "trapezoidal": "trapezoidal", "rk2": "rk2"}
+    results = {}
+    for name, process in toy_chains().items():
+        toy = ToyChain(process, 3, 3)
+        rows = {}
+        for label, scheme in [*schemes.items(), ("trapezoidal (signed)", "trapezoidal")]:
+            two_stage = scheme in ("trapezoidal", "rk2")
+            rows[label] = []
+            for nfe in nfe_list:
+                steps = nfe // 2 if two_stage else nfe
+                law = law_at_eps(toy, scheme, steps, 1e-3, clip=label != "trapezoidal (signed)")
+                rows[label].append((nfe + 1, total_variation(denoised_law(toy, law, 1e-3), toy.p0)))
+        results[name] = rows
+        print(f"\nExact law by enumeration: TV(law of the sample, p0) vs NFE, {name} chain; local slopes")
+        for label, values in rows.items():
+            local = [math.log(b[1] / a[1]) / math.log(b[0] / a[0]) for a, b in itertools.pairwise(values)]
+            print(f"  {label:21s} " + "  ".join(f"{nfe:>4d}:{tv:.5f}" for nfe, tv in values)
+                  + "   slopes " + " ".join(f"{x:+.2f}" for x in local))
+    return results
+
+
+def remasking_table(num_samples: int, nfe_list: list[int], vocab: int = 2, length: int = 8) -> dict:
+    """ReMDM against plain parallel unmasking at equal NFE (below and above L) on a larger toy chain with the
+    exact denoiser; no cache, so NFE = steps + 1 (first-hitting: NFE = steps)."""
+    process = ctmc.ForwardProcess(ctmc.Absorbing(vocab), ctmc.LogLinear(1e-4))
+    toy = ToyChain(process, vocab, length)
+    model = samplers.Denoiser(toy.denoiser)
+    exact = ctmc.sample_categorical(toy.p0.expand(num_samples, -1), torch.Generator().manual_seed(1))
+    floor = total_variation(torch.bincount(exact, minlength=vocab**length).double() / num_samples, toy.p0)
+    kinds = {
+        "plain ancestral (strength 0)": {"remasking": "rate", "strength": 0.0},
+        "ReMDM rate, strength 1": {"remasking": "rate", "strength": 1.0},
+        "ReMDM rate, strength 4": {"remasking": "rate", "strength": 4.0},
+        "ReMDM cap 0.05": {"remasking": "cap", "strength": 0.05},
+        "ReMDM rescale 0.5": {"remasking": "rescale", "strength": 0.5},
+    }
+    rows: dict = {"noise_floor": floor}
+    for label, options in kinds.items():
+        rows[label] = []
+        for nfe in nfe_list:
+            sampler = samplers.ReMDMSampler(process, steps=nfe - 1, eps=1e-3, cache=False, **options)
+            result = sampler.generate(model, num_samples, length, generator=torch.Generator().manual_seed(0))
+            rows[label].append((result.nfe, total_variation(toy.histogram(result.tokens), toy.p0)))
+    rows["first-hitting (parallel)"] = []
+    for nfe in nfe_list:
+        result = samplers.FirstHittingSampler(process, steps=nfe if nfe < length else None).generate(
+            model, num_samples, length, generator=torch.Generator().manual_seed(0)
+        )
+        rows["first-hitting (parallel)"].append((result.nfe, total_variation(toy.histogram(result.tokens), toy.p0)))
+    print(f"\nRemasking vs parallel unmasking: TV(histogram, p0) vs NFE, absorbing toy V={vocab}, L={length}, "
+          f"exact denoiser, N={num_samples}; exact-sampler floor {floor:.4f} (first-hitting: exact at NFE >= L)")
+    for key, values in rows.items():
+        if key != "noise_floor":
+            print(f"  {key:30s} " + "  ".join(f"{nfe:>4.0f}:{tv:.4f}" for nfe, tv in values))
+    return rows
+
+
+COLORS = {
+    "EulerSampler": "C0", "euler": "C0", "TauLeapingSampler": "C1", "tau-leaping": "C1", "TweedieSampler": "C2",
+    "TrapezoidalSampler": "C3", "trapezoidal": "C3", "trapezoidal (signed)": "C3", "RK2Sampler": "C4", "rk2": "C4",
+    "ReMDMSampler": "C5", "FirstHittingSampler": "C6",
+}
+
+
+def plot(results: dict, laws: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, (name, rows) in zip(axes, results.items(), strict=True):
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    for ax, (name, rows) in zip(axes[0], results.items(), strict=True):
         for key, values in rows.items():
             if key == "noise_floor":
                 ax.axhline(values, color="gray", ls="--", label="exact sampler (noise floor)")
             else:
                 nfe, tv = zip(*values, strict=True)
-                ax.plot(nfe, tv, marker="o", label=key)
-        ax.set(xscale="log", yscale="log", xlabel="NFE (network calls)", title=f"{name} chain, exact score")
-    axes[0].set_ylabel("TV(sample histogram, p0)")
-    axes[0].legend(fontsize=8)
+                ax.plot(nfe, tv, marker="o", ms=3, color=COLORS[key], label=key)
+        ax.set(xscale="log", yscale="log", xlabel="NFE (network calls)", ylabel="TV(sample histogram, p0)",
+               title=f"{name} chain, exact score, sampled (N = 20,000)")
+        ax.legend(fontsize=7)
+    for ax, (name, rows) in zip(axes[1], laws.items(), strict=True):
+        for key, values in rows.items():
+            shown = [(n, tv) for n, tv in values if tv < 1.0]  # the signed scheme is unstable at 2 steps
+            nfe, tv = zip(*shown, strict=True)
+            ax.plot(nfe, tv, marker="o", ms=3, color=COLORS[key], ls=":" if "signed" in key else "-", label=key)
+        nfe = [n for n, _ in rows["trapezoidal"]]
+        anchor_nfe, anchor_tv = rows["trapezoidal"][2]
+        ax.plot(nfe, [anchor_tv * (anchor_nfe / n) ** 2 for n in nfe], color="gray", lw=0.8, label="slope -2")
+        ax.plot(nfe, [anchor_tv * anchor_nfe / n for n in nfe], color="gray", lw=0.8, ls="--", label="slope -1")
+        ax.set(xscale="log", yscale="log", xlabel="NFE (network calls)", ylabel="TV(exact law of the sample, p0)",
+               title=f"{name} chain, exact law by enumeration")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -140,47 +252,43 @@ def step_cost(batch: int, length: int, vocab: int = 50_257) -> dict:
     return row
 
 
-def throughput(batch: int, length: int, steps: int, vocab: int = 50_257) -> dict:
-    """Wall time and tokens/s of sampling with a small RADD denoiser, cache on and off (Euler sampler)."""
-    try:
-        import models
+def caching(batch: int, length: int, steps_list: list[int], vocab: int) -> dict:
+    """Euler sampling with a tiny RADD denoiser (random weights), per-row cache vs whole-batch cache vs none:
+    wall time, NFE (row-evaluations / B), forward passes, and whether the samples are identical."""
+    import models
 
-        network = models.RADDDenoiser.from_preset("tiny", vocab_size=vocab, max_length=length).eval()
-        name = "models.RADDDenoiser tiny"
-    except Exception as error:  # the models package is developed concurrently
-        print(f"  models.RADDDenoiser unavailable ({error}); using a stand-in embedding + linear network")
-        network = torch.nn.Sequential(torch.nn.Embedding(vocab + 1, 64), torch.nn.Linear(64, vocab))
-        network = torch.nn.Sequential(network, torch.nn.LogSoftmax(-1))
-        name = "stand-in embedding + linear"
+    torch.manual_seed(0)
+    network = models.RADDDenoiser.from_preset("tiny", vocab_size=vocab, max_length=length).eval()
     process = ctmc.ForwardProcess(ctmc.Absorbing(vocab), ctmc.LogLinear())
-    out = {"network": name, "batch": batch, "length": length, "steps": steps}
-    for cache in (False, True):
-        sampler = samplers.EulerSampler(process, steps=steps, cache=cache)
-        start = time.perf_counter()
-        result = sampler.generate(samplers.Denoiser(network, log=True), batch, length,
-                                  generator=torch.Generator().manual_seed(0))
-        elapsed = time.perf_counter() - start
-        out[f"cache_{cache}"] = {"seconds": elapsed, "nfe": result.nfe, "tokens_per_s": batch * length / elapsed,
-                                 "unigram_entropy": samplers.unigram_entropy(result.tokens)}
-        entropy = out[f"cache_{cache}"]["unigram_entropy"]
-        print(f"  {name}, {batch} x {length}, {steps} steps, cache={cache}: {elapsed:.1f} s, NFE {result.nfe}, "
-              f"{batch * length / elapsed:.0f} tokens/s, unigram entropy {entropy:.2f}")
+    out: dict = {"network": f"models.RADDDenoiser tiny, V={vocab}", "batch": batch, "length": length, "runs": []}
+    print(f"\nCaching, models.RADDDenoiser 'tiny' (V={vocab}), Euler, B={batch}, L={length}, 1 thread:")
+    for steps in steps_list:
+        reference = None
+        for cache in ("none", "batch", "row"):
+            sampler = samplers.EulerSampler(process, steps=steps, cache=cache)
+            start = time.perf_counter()
+            result = sampler.generate(samplers.Denoiser(network, log=True), batch, length,
+                                      generator=torch.Generator().manual_seed(0))
+            elapsed = time.perf_counter() - start
+            reference = result.tokens if reference is None else reference
+            run = {"steps": steps, "cache": cache, "seconds": elapsed, "nfe": result.nfe, "calls": result.calls,
+                   "same_samples_as_no_cache": bool(torch.equal(result.tokens, reference))}
+            out["runs"].append(run)
+            print(f"  steps {steps:5d}  cache={cache:5s}  {elapsed:7.1f} s  NFE {result.nfe:7.1f}  "
+                  f"forward passes {result.calls:5d}  same samples as no cache: {run['same_samples_as_no_cache']}")
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--full", action="store_true", help="full sizes (slow on CPU)")
-    args = parser.parse_args()
-    if args.full:
-        tv_args, step_args, nn_args = (20_000, [2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]), (4, 1024), (16, 1024, 1024)
-    else:
-        tv_args, step_args, nn_args = (10_000, [2, 4, 8, 16, 32, 64, 128]), (4, 1024), (2, 128, 128)
-    results = {"tv_vs_nfe": tv_table(*tv_args)}
-    plot(results["tv_vs_nfe"], ROOT / "docs" / "samplers_tv_vs_nfe.png")
-    results["step_cost"] = step_cost(*step_args)
-    print("\nSampling throughput (2 CPU cores):")
-    results["throughput"] = throughput(*nn_args)
+    parser.parse_args()
+    torch.set_num_threads(1)
+    results = {"tv_vs_nfe": tv_table(20_000, [3, 5, 9, 17, 33, 65, 129])}
+    results["exact_law"] = exact_law_table([4, 8, 16, 32, 64, 128, 256])
+    plot(results["tv_vs_nfe"], results["exact_law"], ROOT / "docs" / "samplers_tv_vs_nfe.png")
+    results["remasking"] = remasking_table(20_000, [2, 4, 6, 8, 16, 32])
+    results["caching"] = caching(16, 128, [128, 512, 1024], vocab=1024)
+    results["step_cost"] = step_cost(4, 1024)
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "samplers.json").write_text(json.dumps(results, indent=2))

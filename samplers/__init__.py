@@ -14,7 +14,9 @@ from samplers.euler import EulerSampler
 from samplers.first_hitting import FirstHittingSampler
 from samplers.metrics import unigram_entropy
 from samplers.models import ConcreteScore, Denoiser, ModelOutput, as_model
+from samplers.remasking import ReMDMSampler
 from samplers.tau_leaping import TauLeapingSampler
+from samplers.trapezoidal import RK2Sampler, TrapezoidalSampler
 from samplers.tweedie import TweedieSampler
 
 __all__ = [
@@ -24,9 +26,12 @@ __all__ = [
     "EulerSampler",
     "FirstHittingSampler",
     "ModelOutput",
+    "RK2Sampler",
+    "ReMDMSampler",
     "Sampler",
     "SamplingResult",
     "TauLeapingSampler",
+    "TrapezoidalSampler",
     "TweedieSampler",
     "as_model",
     "unigram_entropy",

@@ -12,7 +12,7 @@ walks the time grid 1 = t_0 > t_1 > ... > t_K = eps, re-imposes the given tokens
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -27,35 +27,64 @@ from samplers.models import Denoiser, Model, ModelOutput, as_model, evaluate
 
 @dataclass
 class SamplingResult:
-    """tokens: (B, L) long; nfe: the number of network calls made (cached evaluations not counted)."""
+    """tokens: (B, L) long; nfe: network evaluations per sequence, i.e. row-evaluations / B (cached rows not
+    counted; an int-valued float without per-row caching); calls: forward passes of the network."""
 
     tokens: Tensor
-    nfe: int
+    nfe: float
+    calls: int = 0
+
+
+CACHE_MODES = ("row", "batch", "none")
 
 
 class _Evaluator:
-    """Calls the model, counts the calls, and reuses a time-independent denoiser's output when x is unchanged."""
+    """Calls the model, counts row-evaluations, and reuses a time-independent denoiser's output.
 
-    def __init__(self, model: Model, process: ctmc.ForwardProcess, cache: bool) -> None:
+    cache: "row" evaluates only the rows (sequences) whose tokens changed since their last evaluation (gathered
+    into a smaller batch, outputs scattered back; RADD's per-sequence cache), "batch" reuses the output only
+    when no token of the whole batch changed (MDLM), "none" always calls. A `ConcreteScore` depends on time and
+    is never cached. Row-independent networks give the same outputs, hence the same samples, in every mode.
+    """
+
+    def __init__(self, model: Model, process: ctmc.ForwardProcess, cache: str) -> None:
         self.model = model
         self.process = process
-        self.cache = cache and model.time_independent
+        self.cache = cache if model.time_independent else "none"
         n = process.num_states
         self.expected = n - 1 if isinstance(model, Denoiser) else n
-        self.nfe = 0
-        self._last: tuple[Tensor, ModelOutput] | None = None
+        self.row_evaluations = 0
+        self.calls = 0
+        self._last: tuple[Tensor, Tensor] | None = None  # (x (B, L), values (B, L, m)) of the last evaluation
+
+    def nfe(self, batch_size: int) -> float:
+        """Row-evaluations / batch size: the number of whole-batch calls the same work would take."""
+        return self.row_evaluations / batch_size
 
     def __call__(self, x: Tensor, t: Tensor) -> ModelOutput:
         total = self.process.total(t)
-        if self.cache and self._last is not None and torch.equal(self._last[0], x):
-            cached = self._last[1]
-            scale = 1.0 / torch.expm1(total.to(cached.values.dtype))
-            return ModelOutput(cached.values, scale, total)
+        if self.cache == "none" or self._last is None:
+            return self._evaluate(x, total)
+        last_x, last_values = self._last
+        changed = (last_x != x).any(1)  # (B,)
+        if self.cache == "batch" and bool(changed.any()):
+            return self._evaluate(x, total)
+        if bool(changed.any()):
+            rows = changed.nonzero().squeeze(1)
+            fresh = self._evaluate(x[rows], total[rows], remember=False)
+            # Out of place: an earlier ModelOutput (held by a multi-stage step) keeps its values.
+            last_values = last_values.index_copy(0, rows, fresh.values)
+            self._last = (x, last_values)
+        scale = 1.0 / torch.expm1(total.to(last_values.dtype))
+        return ModelOutput(last_values, scale, total)
+
+    def _evaluate(self, x: Tensor, total: Tensor, remember: bool = True) -> ModelOutput:
         with torch.no_grad():
             output = evaluate(self.model, x, total, self.expected)
-        self.nfe += 1
-        if self.cache:
-            self._last = (x, output)
+        self.row_evaluations += x.shape[0]
+        self.calls += 1
+        if remember and self.cache != "none":
+            self._last = (x, output.values)
         return output
 
 
@@ -72,7 +101,9 @@ class Sampler:
     `times` (a decreasing sequence from 1 to eps) is given; eps: the last time of the grid, in (0, 1);
     denoise: finish with the analytic step from eps to 0 (one extra network call, SEDD);
     temperature, top_k, top_p, greedy: how the destination of a jump is drawn (`samplers.Decoding`);
-    cache: reuse a time-independent denoiser's output when no token changed since the last call;
+    cache: for a time-independent denoiser, "row" (or True, the default) calls the network only on the rows
+    whose tokens changed since their last evaluation, "batch" only when some token of the batch changed, "none"
+    (or False) on every step; NFE is reported as row-evaluations / batch size;
     progress: show a tqdm progress bar over steps.
     """
 
@@ -88,7 +119,7 @@ class Sampler:
         top_k: int | None = None,
         top_p: float | None = None,
         greedy: bool = False,
-        cache: bool = True,
+        cache: bool | str = True,
         progress: bool = False,
     ) -> None:
         if not isinstance(process, ctmc.ForwardProcess):
@@ -101,8 +132,16 @@ class Sampler:
         self.times = self._make_times(steps, self.eps, times)
         self.denoise = bool(denoise)
         self.decoding = Decoding(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy)
-        self.cache = bool(cache)
+        self.cache = self._cache_mode(cache)
         self.progress = bool(progress)
+
+    @staticmethod
+    def _cache_mode(cache: bool | str) -> str:
+        if isinstance(cache, bool):
+            return "row" if cache else "none"
+        if cache not in CACHE_MODES:
+            raise ValueError(f"cache must be a bool or one of {CACHE_MODES}, got {cache!r}")
+        return cache
 
     @staticmethod
     def _make_times(steps: int | None, eps: float, times: Sequence[float] | Tensor | None) -> Tensor:
@@ -120,6 +159,21 @@ class Sampler:
     ) -> Tensor:
         """Move x (B, L) from time t to time s < t ((B,) each) given the model output at (x, t)."""
         raise NotImplementedError
+
+    def advance(
+        self,
+        evaluate: Callable[[Tensor, Tensor], ModelOutput],
+        x: Tensor,
+        t: Tensor,
+        s: Tensor,
+        query: Tensor,
+        generator: torch.Generator | None,
+        **options: object,
+    ) -> Tensor:
+        """One step of the loop: x (B, L) from t to s ((B,) each). `evaluate(x, time)` calls the (cached,
+        counted) model; a single-stage sampler evaluates once at (x, query) and calls `step`, a multi-stage
+        sampler overrides this to evaluate at intermediate points too."""
+        return self.step(evaluate(x, query), x, t, s, generator, **options)
 
     # ---- hooks ----------------------------------------------------------------------------------------
     def check_model(self, model: Model) -> None:
@@ -188,11 +242,11 @@ class Sampler:
 
             steps = tqdm(steps, total=self.num_steps(x, ~fixed), desc=type(self).__name__)
         for t, s, query, options in steps:
-            x = torch.where(fixed, values, self.step(evaluator(x, query), x, t, s, generator, **options))
+            x = torch.where(fixed, values, self.advance(evaluator, x, t, s, query, generator, **options))
         if self.denoise:
             t = self.times[-1].expand(batch_size).to(device)
             x = torch.where(fixed, values, self.denoising_step(evaluator(x, t), x, t, generator))
-        return SamplingResult(x, evaluator.nfe)
+        return SamplingResult(x, evaluator.nfe(batch_size), evaluator.calls)
 
     def sample(
         self,
