@@ -1,7 +1,7 @@
 """Time and peak memory of each loss (forward + backward) against a deliberately naive dense implementation.
 
-Run:  PYTHONPATH=. python benchmarks/losses.py            # reduced size: B=2, L=128, V=50,257 (< 1 minute)
-      PYTHONPATH=. python benchmarks/losses.py --full     # B=8, L=1,024, V=50,257 (~16 GB of RAM, ~4 minutes)
+Run:  python -m benchmarks.bench_losses            # reduced size: B=2, L=128, V=50,257 (< 1 minute)
+      python -m benchmarks.bench_losses --full     # B=8, L=1,024, V=50,257 (~16 GB of RAM, ~4 minutes)
 
 Memory claim (measured by this script; the ratio to one B x L x V float32 tensor does not depend on B, L):
 during forward + backward every loss holds, beyond the network output, at most about one B x L x V float
@@ -32,14 +32,11 @@ import sys
 import time
 from pathlib import Path
 
-# This file is called losses.py: drop its own folder from the path so that `import losses` finds the package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import torch
+import torch.nn.functional as F
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-import ctmc  # noqa: E402
-import losses  # noqa: E402
+import ctmc
+import losses
 
 CASES = ["score_entropy_absorbing", "score_entropy_uniform", "lambda_dce", "tdce", "mdlm_nelbo", "d3pm_absorbing",
          "d3pm_uniform"]
@@ -159,8 +156,8 @@ def main() -> None:
             if impl == "generic" and args.full:
                 rows.append({"loss": name, "impl": impl, "skipped": "float64 posteriors need > 20 GB at full size"})
                 continue
-            cmd = [sys.executable, __file__, "--run-case", name, impl, "--batch", str(args.batch),
-                   "--length", str(args.length), "--vocab", str(args.vocab)]
+            cmd = [sys.executable, "-m", "benchmarks.bench_losses", "--run-case", name, impl,
+                   "--batch", str(args.batch), "--length", str(args.length), "--vocab", str(args.vocab)]
             done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
             if done.returncode != 0:
                 reason = (done.stderr.strip().splitlines() or [f"exit status {done.returncode} (killed?)"])[-1]

@@ -4,7 +4,7 @@ Every sampler step here moves each position at most once: position i jumps with 
 its total off-diagonal rate (a (B, L) tensor), and only the positions that jump draw a destination from their
 row of rates. For the absorbing chain (and the uniform one) the total rate is a sum over the score, so a step
 reads the score once and draws over the vocabulary only at the few positions that jump; nothing of size
-B x L x n is created (`benchmarks/samplers.py` compares this with a dense step).
+B x L x n is created (`benchmarks/bench_samplers.py` compares this with a dense step).
 
 Reverse rates (seed 003, row convention): R_t(x -> y) = sigma(t) Q[y, x] s(x)_y for y != x, per position.
 - Absorbing: Q[y, mask] = 1 for clean y and Q[y, x] = 0 otherwise for a clean x, so a masked position leaves
