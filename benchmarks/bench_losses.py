@@ -104,7 +104,7 @@ def run_case(name: str, impl: str, batch: int, length: int, vocab: int) -> dict:
         }[name](process)
         time_arg = loss.sample_time(batch, generator=g)
         x_t = process.sample(x0, time_arg[:, None], generator=g)
-        width = loss._output_width()
+        width = loss.output_width
     output = torch.empty(batch, length, width).normal_(generator=g)
     if width == vocab:  # log-probabilities, normalised in place
         output -= torch.logsumexp(output, -1, keepdim=True)
