@@ -37,9 +37,10 @@ import torch.nn.functional as F
 
 import ctmc
 import losses
+from ctmc.hybrid import Hybrid
 
-CASES = ["score_entropy_absorbing", "score_entropy_uniform", "lambda_dce", "tdce", "mdlm_nelbo", "d3pm_absorbing",
-         "d3pm_uniform"]
+CASES = ["score_entropy_absorbing", "score_entropy_uniform", "score_entropy_hybrid", "lambda_dce", "tdce", "mdlm_nelbo",
+         "d3pm_absorbing", "d3pm_uniform"]
 # The baseline each case is compared with: naive dense formulas, or D3PM's generic posterior path.
 BASELINE = {"score_entropy_absorbing": "naive", "score_entropy_uniform": "naive", "lambda_dce": "naive",
             "d3pm_absorbing": "generic", "d3pm_uniform": "generic"}
@@ -88,16 +89,19 @@ def run_case(name: str, impl: str, batch: int, length: int, vocab: int) -> dict:
             chain = ctmc.DiscreteTimeChain.linear_mutual_information(ctmc.Absorbing(vocab), 1000)
         else:
             chain = ctmc.DiscreteTimeChain(ctmc.Uniform(vocab), torch.linspace(1e-4, 0.05, 1000))
-        loss = losses.D3PMLoss(chain)
+        loss = losses.D3PMLoss.from_chain(chain)
         steps = loss.sample_steps(batch, generator=g)
         x_t = chain.sample(x0, steps[:, None], generator=g)
-        width, time_arg = chain.num_states, steps
+        width, time_arg = chain.num_states, steps.double() / chain.num_steps
     else:
-        rate = ctmc.Uniform(vocab) if name == "score_entropy_uniform" else ctmc.Absorbing(vocab)
+        rate = {"score_entropy_uniform": ctmc.Uniform(vocab), "score_entropy_hybrid": Hybrid(vocab, 0.5, 1.0)}.get(
+            name, ctmc.Absorbing(vocab)
+        )
         process = ctmc.ForwardProcess(rate, ctmc.LogLinear())
         loss = {
             "score_entropy_absorbing": losses.ScoreEntropy,
             "score_entropy_uniform": losses.ScoreEntropy,
+            "score_entropy_hybrid": losses.ScoreEntropy,
             "lambda_dce": losses.LambdaDCE,
             "tdce": losses.TDCE,
             "mdlm_nelbo": losses.MDLMNELBO,
@@ -112,7 +116,7 @@ def run_case(name: str, impl: str, batch: int, length: int, vocab: int) -> dict:
 
     def call():
         if impl == "generic":
-            value = loss.generic_kl_terms(output, x0, x_t, time_arg).sum(-1)
+            value = loss.generic_kl_terms(output, x0, x_t, steps).sum(-1)
         elif impl == "naive":
             fn = naive_masked_ce if name == "lambda_dce" else naive_score_entropy
             value = fn(loss.process, output, x0, x_t, time_arg)
