@@ -31,6 +31,11 @@ class Absorbing(RateMatrix):
         return self.vocab_size
 
     @property
+    def exchangeable(self) -> bool:
+        """True: every clean token plays the same role."""
+        return True
+
+    @property
     def mask_index(self) -> int:
         """The index of the [MASK] state: `vocab_size`, the last state."""
         return self.vocab_size

@@ -46,6 +46,11 @@ class Hybrid(RateMatrix):
         return self.vocab_size
 
     @property
+    def exchangeable(self) -> bool:
+        """True: every clean token plays the same role."""
+        return True
+
+    @property
     def mask_index(self) -> int:
         """The index of the [MASK] state: `vocab_size`, the last state."""
         return self.vocab_size

@@ -125,6 +125,12 @@ class RateMatrix(ABC):
         return False
 
     @property
+    def exchangeable(self) -> bool:
+        """Whether Q is unchanged by every permutation of the clean states (Uniform, Absorbing, Hybrid): then a
+        per-token statistic such as KL(P(t)[x, :] || pi) is the same for every clean x and one row gives all."""
+        return False
+
+    @property
     def score_factorises(self) -> bool:
         """Whether the concrete score at a masked position is 1 / expm1(sigma-bar) times the clean-data
         conditional p(x0^i = y | x_t) (RADD, Ou et al. 2024), so that a time-independent denoiser defines the

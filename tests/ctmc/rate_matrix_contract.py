@@ -62,6 +62,10 @@ class RateMatrixContract:
         q = ctmc.validate_generator(chain.matrix())
         assert q.shape == (chain.num_states, chain.num_states)
         assert 1 <= chain.num_clean_states <= chain.num_states
+        if chain.exchangeable and chain.num_clean_states >= 2:  # swapping two clean states leaves Q unchanged
+            order = torch.arange(chain.num_states)
+            order[[0, 1]] = order[[1, 0]]
+            assert torch.equal(q[order][:, order], q)
         if chain.mask_index is not None:  # the mask is the last state, absorbing, and not a clean value
             assert chain.mask_index == chain.num_states - 1 == chain.num_clean_states
             assert bool((q[chain.mask_index] == 0).all())
