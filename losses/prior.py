@@ -70,9 +70,9 @@ class PriorKL:
         self.prior = prior
         self.total = process.total(torch.tensor(1.0, dtype=torch.float64))  # sigma-bar(1)
         self._table = torch.full((process.rate_matrix.num_clean_states,), float("nan"), dtype=torch.float64)
-        # Absorbing and Uniform commute with every permutation of the clean states, and so does the default
+        # An exchangeable chain commutes with every permutation of the clean states, and so does the default
         # prior (the image of the uniform law): KL(P[x, :] || pi) is then the same for every clean token x.
-        self._symmetric = default_prior and isinstance(process.rate_matrix, (ctmc.Absorbing, ctmc.Uniform))
+        self._symmetric = default_prior and process.rate_matrix.exchangeable
 
     def _fill(self, tokens: Tensor) -> None:
         """Compute the table entries of the given (K,) clean tokens."""

@@ -19,7 +19,7 @@ sigma_t = 0 is plain (MDLM) ancestral unmasking. Schedules of sigma_t (`remaskin
 - "cap": sigma_t = min(eta, sigma_max) (ReMDM's max-capped schedule), eta in [0, 1].
 - "rescale": sigma_t = eta sigma_max (ReMDM's rescaled schedule), eta in [0, 1].
 "cap" and "rescale" remask a fixed fraction per step however small the step, so their parallel updates do not
-vanish with more steps; `benchmarks/samplers.py` measures all three.
+vanish with more steps; `benchmarks/bench_samplers.py` measures all three.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import samplers
 
 class TestReMDM(SamplerContract):
     """Remasking at the forward rate (strength 1); bias allowance 0.01 at 128 steps (measured <= 0.007 above
-    the noise floor, benchmarks/samplers.py)."""
+    the noise floor, benchmarks/bench_samplers.py)."""
 
     sampler_class = samplers.ReMDMSampler
     chains = ("absorbing", "absorbing-denoiser")

@@ -6,15 +6,15 @@ defining conditions, and bad theta."""
 import pytest
 import torch
 from sampler_contract import EPS, LENGTH, SamplerContract, make_toy
-from sampler_law import law_at_eps, marginal_at
 from sampler_toy import total_variation, tv_noise_bound
 
 import samplers
+from ctmc.scheme_law import law_at_eps, marginal_at
 
 
 class TestTrapezoidal(SamplerContract):
     """64 steps = 129 network calls, as Euler's 128 steps; bias allowance 0.01 (exact law with the denoising step:
-    TV to p0 0.0016 (absorbing) and 0.0008 (uniform) at 64 steps, benchmarks/samplers.py)."""
+    TV to p0 0.0016 (absorbing) and 0.0008 (uniform) at 64 steps, benchmarks/bench_samplers.py)."""
 
     sampler_class = samplers.TrapezoidalSampler
     fine_steps = 64

@@ -2,7 +2,7 @@
 by enumeration), remasking against parallel unmasking, per-row caching against whole-batch caching, and the
 lean absorbing step against a dense one at GPT-2 vocabulary.
 
-    PYTHONPATH=. python benchmarks/samplers.py     # ~15 minutes on 2 loaded CPU cores, 6 GB of RAM at its peak
+    python -m benchmarks.bench_samplers     # ~15 minutes on 2 loaded CPU cores, 6 GB of RAM at its peak
 
 Prints tables, writes benchmarks/results/samplers.json and docs/samplers_tv_vs_nfe.png.
 Baselines in the same run: Euler and tau-leaping at equal NFE, the TV of an exact sampler's histogram of the
@@ -16,23 +16,19 @@ import argparse
 import itertools
 import json
 import math
-import sys
 import time
 import tracemalloc
 from pathlib import Path
 
+import torch
+from torch import Tensor
+
+import ctmc
+import samplers
+from ctmc.enumeration import ToyChain, total_variation  # the enumeration reference of the tests
+from ctmc.scheme_law import denoised_law, law_at_eps  # exact law of a scheme by enumeration
+
 ROOT = Path(__file__).resolve().parents[1]
-# This script is itself named samplers.py: drop its folder from the path so `import samplers` is the package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(ROOT / "tests" / "samplers"))
-
-import torch  # noqa: E402
-from sampler_law import denoised_law, law_at_eps  # noqa: E402  (exact law of a scheme by enumeration)
-from sampler_toy import ToyChain, total_variation  # noqa: E402  (the enumeration reference of the tests)
-from torch import Tensor  # noqa: E402
-
-import ctmc  # noqa: E402
-import samplers  # noqa: E402
 
 SEQUENCE = ("EulerSampler", "TauLeapingSampler", "TweedieSampler", "TrapezoidalSampler", "RK2Sampler")
 TWO_STAGE = (samplers.TrapezoidalSampler, samplers.RK2Sampler)
@@ -100,7 +96,7 @@ def tv_table(num_samples: int, nfe_list: list[int]) -> dict:
 
 
 def exact_law_table(nfe_list: list[int]) -> dict:
-    """TV(law of the sample, p0) of each scheme computed exactly by enumeration (tests/samplers/sampler_law.py;
+    """TV(law of the sample, p0) of each scheme computed exactly by enumeration (ctmc/scheme_law.py;
     no sampling noise; the final denoising step included, as in `tv_table`): the error and its order.
     'trapezoidal (signed)' keeps the negative stage-2 rates (not samplable): it shows what the clipping costs."""
     schemes = {"euler": "euler", "tau-leaping": "tau", "trapezoidal": "trapezoidal", "rk2": "rk2"}

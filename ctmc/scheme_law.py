@@ -14,10 +14,10 @@ from __future__ import annotations
 import itertools
 
 import torch
-from sampler_toy import ToyChain
 from torch import Tensor
 
 import ctmc
+from ctmc.enumeration import ToyChain
 
 
 def reverse_rates(toy: ToyChain, states: Tensor, t: float) -> Tensor:
