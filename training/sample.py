@@ -201,12 +201,13 @@ def conditioning(
 @dataclass
 class Samples:
     """texts: the decoded samples; tokens: (B, L) long; entropies: per-sample unigram entropy (nats) of the
-    generated (non-prompt) positions; nfe: network calls made."""
+    generated (non-prompt) positions; nfe: network evaluations per sequence (row-evaluations / batch size,
+    so that a per-row cache stays comparable; samplers.SamplingResult)."""
 
     texts: list[str]
     tokens: Tensor
     entropies: list[float]
-    nfe: int
+    nfe: float
 
 
 def generate_samples(
@@ -247,7 +248,7 @@ def format_samples(samples: Samples, description: str) -> str:
         lines.append(f"=== sample {index}: unigram entropy {entropy:.3f} nats ===")
         lines.append(text)
     mean = sum(samples.entropies) / len(samples.entropies)
-    lines.append(f"=== {description}: NFE {samples.nfe}, mean unigram entropy {mean:.3f} nats ===")
+    lines.append(f"=== {description}: NFE {samples.nfe:g}, mean unigram entropy {mean:.3f} nats ===")
     return "\n".join(lines) + "\n"
 
 

@@ -15,6 +15,7 @@ import torch
 from test_cli import CONFIGS, tiny_args, tiny_corpus
 
 from training.cli import main
+from training.sample import sampler_classes
 
 
 def make_checkpoint(root: Path, config: str = "sedd.yaml", network: str = "models.DiT") -> Path:
@@ -49,13 +50,24 @@ def test_output_has_the_requested_count_and_length(checkpoint, tmp_path):
     assert int(result.tokens.max()) < 257  # every mask resolved to a clean byte or end-of-text
 
 
-@pytest.mark.parametrize("sampler", ["euler", "tau-leaping", "tweedie", "first-hitting"])
+@pytest.mark.parametrize("sampler", sorted(sampler_classes()))  # every sampler the package exports
 def test_prefix_is_kept_verbatim(checkpoint, sampler, capsys):
     result = sample(checkpoint, f"--sampler={sampler}", "--steps=4", "--num_samples=2", "--prefix=Line 7: ")
     expected = torch.tensor([ord(c) for c in "Line 7: "])  # bytes of the prompt
     assert torch.equal(result.tokens[:, :8], expected.expand(2, 8))
     assert all(text.startswith("Line 7: ") for text in result.texts)
     assert capsys.readouterr().out.count("Line 7: ") == 2  # printed to stdout by default
+
+
+@pytest.mark.parametrize(
+    ("sampler", "option", "calls"),
+    [("trapezoidal", "theta=0.4", 2 * 3 + 1), ("rk2", "theta=0.5", 2 * 3 + 1), ("remdm", "strength=0.5", 3 + 1)],
+)
+def test_second_order_and_remasking_samplers_take_their_options(checkpoint, sampler, option, calls):
+    """The samplers of Ren et al. (2025) and Wang et al. (2025) from the command line, with an option each."""
+    result = sample(checkpoint, f"--sampler={sampler}", "--steps=3", "--num_samples=2", f"--sampler_option={option}")
+    assert result.tokens.shape[0] == 2 and int(result.tokens.max()) < 257  # every mask resolved
+    assert result.nfe == calls  # two network calls per theta-step, one per remasking step, plus denoising
 
 
 def test_infill_template_fixes_the_given_positions(checkpoint):
