@@ -9,15 +9,16 @@ Depends on torch only.
 """
 
 from ctmc.absorbing import Absorbing
+from ctmc.birth_death import BirthDeath
 from ctmc.categorical import sample_categorical
-from ctmc.dense import BirthDeath, Dense
+from ctmc.dense import Dense
 from ctmc.discrete_time import DiscreteTimeChain
 from ctmc.forward_process import ForwardProcess
 from ctmc.noise_ratio import log_expm1, log_mask_ratio
 from ctmc.radd import denoiser_to_score, score_to_denoiser
 from ctmc.rate_matrix import RateMatrix, from_column_convention, to_column_convention, validate_generator
 from ctmc.reverse import reverse_rates
-from ctmc.schedules import Geometric, LogLinear, NoiseSchedule
+from ctmc.schedules import Geometric, LogLinear, NoiseSchedule, PiecewiseLinear
 from ctmc.uniform import Uniform
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "Geometric",
     "LogLinear",
     "NoiseSchedule",
+    "PiecewiseLinear",
     "RateMatrix",
     "Uniform",
     "denoiser_to_score",

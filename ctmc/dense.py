@@ -1,4 +1,4 @@
-"""Any generator given as a dense matrix, and the ordinal birth-death chain.
+"""Any generator given as a dense matrix.
 
 `Dense` caches one eigendecomposition Q = V diag(lambda) V^{-1} (in float64) and evaluates
 P(t) = V diag(e^{lambda t}) V^{-1}; a symmetric Q uses the orthogonal `eigh`. Where V is ill-conditioned
@@ -55,6 +55,17 @@ class Dense(RateMatrix):
         growth = torch.exp(values * t.to(torch.float64)[..., None])
         return growth, vectors, inverse
 
+    def _propagate(self, p: Tensor, t: Tensor) -> Tensor:
+        """p exp(tQ), also for negative t (the analytic step's backward factor), where entries may be negative."""
+        q = self._matrix.to(p.device)
+        if self._eigen is None:
+            exp = torch.linalg.matrix_exp(t.to(torch.float64)[..., None, None] * q)
+        else:
+            growth, vectors, inverse = self._exp_factors(t)
+            exp = (vectors * growth[..., None, :]) @ inverse
+            exp = exp.real if exp.is_complex() else exp
+        return (p[..., None, :].to(torch.float64) @ exp).squeeze(-2).to(p.dtype)
+
     @staticmethod
     def _finish(result: Tensor, dtype: torch.dtype) -> Tensor:
         # Drop the imaginary rounding of complex eigenpairs and rounding-level negative probabilities.
@@ -80,27 +91,3 @@ class Dense(RateMatrix):
             return super()._transition_to(x, t)
         growth, vectors, inverse = self._exp_factors(t)
         return self._finish((inverse.T[x] * growth) @ vectors.T, t.dtype)
-
-
-class BirthDeath(Dense):
-    """The ordinal birth-death chain: state i jumps to i - 1 and i + 1 at rate `rate` (reflecting ends).
-
-    Q is `rate` times the negated Laplacian of the path graph 0 - 1 - ... - (n-1); it is symmetric, so the
-    eigendecomposition is orthogonal, with eigenvalues -2 rate (1 - cos(pi k / n)), k = 0..n-1 (DCT-II
-    eigenvectors). This is the banded, Gaussian-like chain used by tau-leaping for ordinal data: over time t
-    a state spreads like a discretised heat kernel of variance about 2 rate t.
-    """
-
-    def __init__(self, num_states: int, rate: float = 1.0) -> None:
-        if not isinstance(num_states, int) or isinstance(num_states, bool) or num_states < 2:
-            raise ValueError(f"num_states must be an int >= 2, got {num_states!r}")
-        if not (isinstance(rate, (int, float)) and rate > 0 and np.isfinite(rate)):
-            raise ValueError(f"rate must be a finite number > 0, got {rate!r}")
-        off = torch.full((num_states - 1,), float(rate), dtype=torch.float64)
-        q = torch.diag(off, 1) + torch.diag(off, -1)
-        q -= torch.diag(q.sum(dim=1))
-        self.rate = float(rate)
-        super().__init__(q)
-
-    def __repr__(self) -> str:
-        return f"BirthDeath(num_states={self.num_states}, rate={self.rate})"

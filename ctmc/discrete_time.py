@@ -1,6 +1,6 @@
 """The discrete-time (D3PM) view of a chain: one-step matrices Q_i, cumulative Q-bar_i and the posterior.
 
-D3PM (Austin et al. 2021, seeds 000, 001, 004) uses stochastic one-step matrices, q(x_i | x_{i-1}) =
+D3PM (Austin et al. 2021) uses stochastic one-step matrices, q(x_i | x_{i-1}) =
 Cat(x_{i-1} Q_i), with a beta schedule: uniform Q_i = (1 - beta_i) I + beta_i 1 1^T / n and absorbing
 Q_i = (1 - beta_i) I + beta_i 1 e_mask^T. Both are exactly exp(tau_i Q) for our `Uniform` and `Absorbing`
 generators with e^{-tau_i} = 1 - beta_i, i.e. tau_i = -log(1 - beta_i). All Q_i then commute, so
@@ -17,7 +17,12 @@ import torch
 from torch import Tensor
 
 from ctmc._checks import broadcast_time, check_states
+from ctmc.forward_process import ForwardProcess
 from ctmc.rate_matrix import RateMatrix
+from ctmc.schedules import PiecewiseLinear
+
+# An infinite step time (beta = 1) is capped where e^{-t} underflows to exactly 0 in float64.
+TIME_CAP = 1e4
 
 
 class DiscreteTimeChain:
@@ -37,6 +42,20 @@ class DiscreteTimeChain:
         # Indexed by the step number i = 1..T (entry 0 is an unused tau_0 = 0), like the cumulative times.
         self._step_times = torch.cat([torch.zeros(1, dtype=torch.float64), step_times])
         self._cumulative_times = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(step_times, 0)])
+
+    @classmethod
+    def from_process(cls, process: ForwardProcess, num_steps: int) -> DiscreteTimeChain:
+        """The T-step chain of a continuous process: step i covers [(i - 1) / T, i / T], so that
+        tau-bar_i = total(i / T) and beta_i = 1 - exp(-(total(i / T) - total((i - 1) / T)))."""
+        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+            raise ValueError(f"num_steps must be an int >= 1, got {num_steps!r}")
+        totals = process.total(torch.arange(num_steps + 1, dtype=torch.float64) / num_steps)
+        return cls(process.rate_matrix, -torch.expm1(-(totals[1:] - totals[:-1])))
+
+    def schedule(self) -> PiecewiseLinear:
+        """The continuous schedule with total(i / T) = tau-bar_i (capped at TIME_CAP), linear in between, so
+        that `ForwardProcess(chain.rate_matrix, chain.schedule())` at time i / T is this chain at step i."""
+        return PiecewiseLinear(self._cumulative_times.clamp_max(TIME_CAP))
 
     @classmethod
     def linear_mutual_information(cls, rate_matrix: RateMatrix, num_steps: int) -> DiscreteTimeChain:
@@ -63,7 +82,17 @@ class DiscreteTimeChain:
 
     def _time(self, times: Tensor, i: Tensor) -> Tensor:
         # Map the step to its integrated time; an infinite time (beta = 1) is capped where exp(-t) is 0.
-        return times.to(i.device)[i].clamp_max(1e4)
+        return times.to(i.device)[i].clamp_max(TIME_CAP)
+
+    def step_time(self, i: Tensor | int) -> Tensor:
+        """tau_i = -log(1 - beta_i), the noise of step i (capped at TIME_CAP). i: (...) long in [1, T]. float64."""
+        i = self._check_step(i, 1)
+        return self._time(self._step_times, i)
+
+    def cumulative_time(self, i: Tensor | int) -> Tensor:
+        """tau-bar_i = tau_1 + ... + tau_i (tau-bar_0 = 0, capped at TIME_CAP). i: (...) long in [0, T]. float64."""
+        i = self._check_step(i, 0)
+        return self._time(self._cumulative_times, i)
 
     def step_matrix(self, i: Tensor | int) -> Tensor:
         """Q_i = exp(tau_i Q), the one-step stochastic matrix. i: (...) long in [1, T]. Returns (..., n, n)."""
@@ -98,13 +127,8 @@ class DiscreteTimeChain:
                 raise ValueError(
                     f"x0 probabilities must have shape {(*x_t.shape, self.num_states)}, got {tuple(x0.shape)}"
                 )
-            prior = self.rate_matrix.propagate(x0, before.to(x0.dtype))
-            likelihood = self.rate_matrix.transition_to(x_t, step.to(x0.dtype))
         else:
             x0 = check_states(x0, self.num_states, "x0")
             if x0.shape != x_t.shape:
                 raise ValueError(f"x0 and x_t must have the same shape, got {tuple(x0.shape)} and {tuple(x_t.shape)}")
-            prior = self.rate_matrix.transition_from(x0, before)
-            likelihood = self.rate_matrix.transition_to(x_t, step)
-        joint = likelihood * prior
-        return joint / joint.sum(-1, keepdim=True)
+        return self.rate_matrix.posterior(x_t, x0, step, before)

@@ -1,4 +1,4 @@
-"""RADD's factorisation of the absorbing chain's concrete score (Ou et al. 2024, seed 003).
+"""RADD's factorisation of the absorbing chain's concrete score (Ou et al. 2024).
 
 At a masked position i of x_t, for every clean token y,
 

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from ctmc._checks import as_time, broadcast_time, check_distribution, check_states
 from ctmc.categorical import sample_categorical
+from ctmc.row_reductions import logsumexp_statistics
 
 
 def validate_generator(matrix: Tensor, name: str = "matrix", atol: float | None = None) -> Tensor:
@@ -95,20 +96,42 @@ def to_column_convention(matrix: Tensor) -> Tensor:
 
 
 class RateMatrix(ABC):
-    """A time-homogeneous generator Q on `num_states` states, and the transition P(t) = exp(tQ).
+    """A time-homogeneous generator Q on `num_states` states, P(t) = exp(tQ), and every chain-specific statistic
+    that losses and samplers need (the protocol of docs/ctmc.md).
 
-    Every method is batched: `t` may have any leading shape, and `x` any shape that `t` broadcasts to.
-    Subclasses with structure (Uniform, Absorbing) override the row/column methods with closed forms
-    that never form an n x n matrix; the defaults here go through the dense `transition`.
+    Every method has a default here that is correct for any valid generator and goes through dense n x n
+    matrices (fine for small n). Structured chains (Absorbing, Uniform, BirthDeath, Hybrid) override them with
+    closed forms that never form an n x n or a B x L x n x n tensor. Every method is batched: `t` may have any
+    leading shape, and `x` any shape that `t` broadcasts to. Callers outside `ctmc` ask the chain through these
+    methods and never check its type.
     """
 
     num_states: int
 
+    # ---- structure ----------------------------------------------------------------------------------------
     @property
     def num_clean_states(self) -> int:
-        """How many values a clean (data) token may take: every state, except an absorbing mask."""
+        """How many values a clean (data) token may take: the states 0 .. num_clean_states - 1 (all, by default)."""
         return self.num_states
 
+    @property
+    def mask_index(self) -> int | None:
+        """The index of the absorbing [MASK] state (the last state), or None for a chain without one."""
+        return None
+
+    @property
+    def ordinal(self) -> bool:
+        """Whether the states are ordered values (a jump y - x has a size: tau-leaping may sum jumps)."""
+        return False
+
+    @property
+    def score_factorises(self) -> bool:
+        """Whether the concrete score at a masked position is 1 / expm1(sigma-bar) times the clean-data
+        conditional p(x0^i = y | x_t) (RADD, Ou et al. 2024), so that a time-independent denoiser defines the
+        score. True only for the pure absorbing chain."""
+        return False
+
+    # ---- the generator and the transition ------------------------------------------------------------------
     @abstractmethod
     def matrix(self, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> Tensor:
         """The generator Q as a dense (n, n) tensor, row convention."""
@@ -183,7 +206,151 @@ class RateMatrix(ABC):
         """
         return self._incoming_rates(check_states(x, self.num_states))
 
-    # Dense defaults, overridden by structured subclasses.
+    def exit_rate(self, x: Tensor) -> Tensor:
+        """The total rate of leaving x, -Q[x, x] = sum_{y != x} Q[x, y]. x: (...) long. Returns (...) float64."""
+        return self._exit_rate(check_states(x, self.num_states))
+
+    def reachable(self, x0: Tensor, x_t: Tensor) -> Tensor:
+        """Whether x_t can follow x0 at a time t > 0: P(t)[x0, x_t] > 0 (a path of positive rates x0 -> x_t).
+
+        x0, x_t: (...) long of one shape. Returns (...) bool.
+        """
+        return self._reachable(check_states(x0, self.num_states, "x0"), check_states(x_t, self.num_states, "x_t"))
+
+    # ---- the limit law (the prior of the reverse process) ---------------------------------------------------
+    def limit_law(self, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> Tensor:
+        """pi = lim_{t -> inf} P(t)[x, :], the same for every start x: the row vector with pi Q = 0, sum 1.
+
+        Returns (n,). Raises ValueError if the chain has several closed classes (then the limit depends on x).
+        """
+        return self._limit_law(torch.device(device) if device is not None else torch.device("cpu")).to(dtype)
+
+    def sample_limit(
+        self,
+        shape: tuple[int, ...],
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+    ) -> Tensor:
+        """Independent draws from `limit_law` (the reverse process's x_1), by inverse CDF in float64.
+
+        shape: the output shape, e.g. (B, L). Returns shape long. Never forms a (shape..., n) tensor.
+        """
+        device = torch.device(device) if device is not None else torch.device("cpu")
+        return self._sample_limit(tuple(shape), generator, device)
+
+    def prior_kl(self, x0: Tensor, total: Tensor | float) -> Tensor:
+        """KL(P(total)[x0, :] || pi), the prior term of an ELBO at total noise `total` (inf if pi misses mass).
+
+        x0: (...) long; total: broadcastable to x0.shape. Returns (...) float64.
+        """
+        x0 = check_states(x0, self.num_states, "x0")
+        total = broadcast_time(x0, as_time(total, "total"), name="total")
+        return self._prior_kl(x0, total.double())
+
+    # ---- the reverse process from a concrete score ----------------------------------------------------------
+    def reverse_exit_rate(self, x: Tensor, score: Tensor, scale: Tensor | None = None) -> Tensor:
+        """sum_{y != x} Q[y, x] s_y: the rate of leaving x in the reverse chain, without the schedule's sigma(t).
+
+        x: (...) long; score: x.shape + (m,) non-negative, m = n, or m = num_clean_states (the other states'
+        entries are 0); scale: None or broadcastable to x.shape: the concrete score is scale * score (a
+        denoiser's output with the RADD factor, without a copy). Returns (...) float64.
+        """
+        return self._reverse_exit_rate(x, self._check_score(x, score), scale)
+
+    def reverse_rates_to(self, x: Tensor, score: Tensor, scale: Tensor | None = None) -> Tensor:
+        """R(x -> y) / sigma = Q[y, x] s_y for every y (0 at y = x): the jump destinations' weights.
+
+        Shapes as `reverse_exit_rate`; returns x.shape + (n,) float64 whose rows sum to the exit rate. The
+        samplers call it only on the positions that jump.
+        """
+        return self._reverse_rates_to(x, self._check_score(x, score), scale)
+
+    def analytic_jump_probability(
+        self, x: Tensor, score: Tensor, delta: Tensor, scale: Tensor | None = None
+    ) -> Tensor:
+        """The probability that the analytic reverse step over total noise delta leaves x (SEDD's Tweedie step):
+
+            p(x_s = y | x_t = x) proportional to (s exp(-delta Q))_y P(delta)[y, x]   (clamped at 0, s_x = 1).
+
+        x: (...) long; score and scale as `reverse_exit_rate`; delta: >= 0, x's number of dimensions, broadcastable
+        to x.shape (e.g. (B, 1) against (B, L)).
+        Returns (...) float64.
+        """
+        stay, moves = self._analytic(x, self._check_score(x, score), delta, scale)
+        move_total = moves.sum(-1)
+        return torch.where(move_total > 0, move_total / (move_total + stay), 0.0)
+
+    def analytic_destinations(
+        self, x: Tensor, score: Tensor, delta: Tensor, scale: Tensor | None = None
+    ) -> Tensor:
+        """The analytic step's unnormalised weights of every y != x (0 at y = x); shapes as
+        `analytic_jump_probability`, returns x.shape + (n,) float64. Called only on the positions that jump."""
+        return self._analytic(x, self._check_score(x, score), delta, scale)[1]
+
+    # ---- loss terms -------------------------------------------------------------------------------------------
+    def score_entropy(self, log_score: Tensor, x0: Tensor, x_t: Tensor, total: Tensor) -> Tensor:
+        """Per-position denoising score entropy without sigma(t) (Lou et al. 2024):
+
+            l = sum_{y != x_t} Q[y, x_t] [r_y phi(log s_y - log r_y) if r_y > 0 else s_y],
+            r_y = P(total)[x0, y] / P(total)[x0, x_t],  phi(u) = e^u - u - 1.
+
+        log_score: (B, L, n) float; x0, x_t: (B, L) long (x_t reachable from x0); total: (B,) float64.
+        Returns (B, L) in log_score's dtype; differentiable in log_score.
+        """
+        return self._score_entropy(log_score, x0, x_t, total)
+
+    def posterior(self, x_t: Tensor, x0: Tensor, step: Tensor, before: Tensor) -> Tensor:
+        """D3PM's posterior q(x_{s} = y | x_t, x0) proportional to P(step)[y, x_t] (x0 P(before))_y, where
+        `before` is the total noise at the earlier time and `step` the noise between the two times.
+
+        x_t: (...) long; x0: (...) long ids, or (..., n) float probabilities (the model posterior of D3PM's
+        eq. 5); step, before: broadcastable to x_t.shape. Returns (..., n) in float64 (ids) or x0's dtype.
+        """
+        likelihood = self._transition_to(x_t, step.to(x0.dtype if x0.is_floating_point() else torch.float64))
+        if x0.is_floating_point():
+            prior = self._propagate(x0, before.to(x0.dtype))
+        else:
+            prior = self._transition_from(x0, before.double())
+        joint = likelihood * prior
+        return joint / joint.sum(-1, keepdim=True)
+
+    def d3pm_terms(
+        self, logits: Tensor, x0: Tensor, x_t: Tensor, step: Tensor, before: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """D3PM's per-position terms (Austin et al. 2021): (KL(q(x_{i-1} | x_i, x0) || p_theta(x_{i-1} | x_i))
+        (B, L) float64, -log softmax(logits)[x0] (B, L) in logits' dtype), where p_theta(x_{i-1} | x_i) is the
+        `posterior` of softmax(logits).
+
+        logits: (B, L, n); x0, x_t: (B, L) long; step: (B, 1) the step's noise tau_i; before: (B, 1) the noise
+        tau-bar_{i-1} of the steps before. The default forms three (B, L, n) float64 posteriors.
+        """
+        stats = logsumexp_statistics(logits, x0[..., None])
+        true = self.posterior(x_t, x0, step.expand_as(x_t), before.expand_as(x_t))
+        model = self.posterior(x_t, torch.softmax(logits.double(), dim=-1), step.expand_as(x_t), before.expand_as(x_t))
+        support = true > 0
+        log_model = torch.log(torch.where(support, model, 1.0))
+        log_true = torch.log(torch.where(support, true, 1.0))
+        kl = torch.where(support, true * (log_true - log_model), 0.0).sum(-1)
+        return kl, stats.lse - stats.gathered[..., 0]
+
+    # ---- dense defaults, overridden by structured subclasses -------------------------------------------------
+    def _check_score(self, x: Tensor, score: Tensor) -> Tensor:
+        if score.shape[:-1] != x.shape or score.shape[-1] not in (self.num_states, self.num_clean_states):
+            raise ValueError(
+                f"score must have shape x.shape + (n,) or x.shape + (clean states,) = {tuple(x.shape)} + "
+                f"({self.num_states},) or ({self.num_clean_states},), got {tuple(score.shape)}"
+            )
+        return score
+
+    def _dense_score(self, x: Tensor, score: Tensor, scale: Tensor | None) -> Tensor:
+        """The (..., n) float64 concrete score: score padded with zeros, times scale, and s_x = 1."""
+        dense = score.double()
+        if dense.shape[-1] < self.num_states:
+            dense = torch.nn.functional.pad(dense, (0, self.num_states - dense.shape[-1]))
+        if scale is not None:
+            dense = dense * scale.double()[..., None]
+        return dense.scatter(-1, x[..., None], 1.0)
+
     def _transition_from(self, x: Tensor, t: Tensor) -> Tensor:
         index = x[..., None, None].expand(*x.shape, 1, self.num_states)
         return self._transition(t).gather(-2, index).squeeze(-2)
@@ -205,5 +372,80 @@ class RateMatrix(ABC):
     def _incoming_rates(self, x: Tensor) -> Tensor:
         return self.matrix(device=x.device).T[x]
 
+    def _exit_rate(self, x: Tensor) -> Tensor:
+        return -torch.diagonal(self.matrix(device=x.device))[x]
+
+    def _reachable(self, x0: Tensor, x_t: Tensor) -> Tensor:
+        # Transitive closure of the jump graph (edges where Q[i, j] > 0, plus self loops) by repeated squaring.
+        q = self.matrix(device=x0.device)
+        step = ((q > 0) | torch.eye(self.num_states, dtype=torch.bool, device=q.device)).double()
+        for _ in range(max(1, (self.num_states - 1).bit_length())):
+            step = ((step @ step) > 0).double()
+        return step[x0, x_t] > 0
+
+    def _limit_law(self, device: torch.device) -> Tensor:
+        q = self.matrix(device=device)
+        _, values, vectors = torch.linalg.svd(q.T)
+        scale = max(1.0, q.abs().max().item())
+        null = values <= 1e-10 * scale * self.num_states
+        if int(null.sum()) != 1:
+            raise ValueError(
+                f"{self!r} has {int(null.sum())} closed classes, so its limit law depends on the start state; "
+                "a prior needs a chain with one closed class"
+            )
+        law = vectors[-1].abs()
+        return law / law.sum()
+
+    def _sample_limit(self, shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> Tensor:
+        cdf = self._limit_law(device).double().cumsum(0)
+        total = cdf[-1:]
+        u = torch.rand(shape, dtype=torch.float64, device=device, generator=generator)
+        target = torch.minimum(u * total, torch.nextafter(total, torch.zeros_like(total)))
+        return torch.searchsorted(cdf, target.flatten(), right=True).view(shape)
+
+    def _prior_kl(self, x0: Tensor, total: Tensor) -> Tensor:
+        rows = self._transition_from(x0, total)
+        log_law = torch.log(self._limit_law(x0.device))
+        terms = torch.where(rows > 0, rows * (torch.log(torch.where(rows > 0, rows, 1.0)) - log_law), 0.0)
+        return terms.sum(-1)
+
+    def _reverse_exit_rate(self, x: Tensor, score: Tensor, scale: Tensor | None) -> Tensor:
+        return self._reverse_rates_to(x, score, scale).sum(-1)
+
+    def _reverse_rates_to(self, x: Tensor, score: Tensor, scale: Tensor | None) -> Tensor:
+        rates = self._incoming_rates(x) * self._dense_score(x, score, scale)
+        return rates.scatter(-1, x[..., None], 0.0)
+
+    def _analytic(self, x: Tensor, score: Tensor, delta: Tensor, scale: Tensor | None) -> tuple[Tensor, Tensor]:
+        """(stay (...), moves (..., n)): the analytic step's weights of x itself and of every other y.
+
+        The backward factor s exp(-delta Q) is `_propagate` at time -delta (every closed form of P(t) holds for
+        negative t), so a structured `_propagate` makes this default structured too.
+        """
+        delta = delta.double()  # (B, 1) against x (B, L): one exp(-delta Q) per sequence for a dense chain
+        backward = self._propagate(self._dense_score(x, score, scale), -delta)
+        probs = (backward * self._transition_to(x, delta.expand(x.shape))).clamp_min(0.0)
+        stay = probs.gather(-1, x[..., None]).squeeze(-1)
+        return stay, probs.scatter(-1, x[..., None], 0.0)
+
+    def _score_entropy(self, log_score: Tensor, x0: Tensor, x_t: Tensor, total: Tensor) -> Tensor:
+        dtype = torch.promote_types(log_score.dtype, torch.float64)
+        rows = self._transition_from(x0, total[:, None].double().expand_as(x0)).to(dtype)  # p(. | x0), (B, L, n)
+        here = rows.gather(-1, x_t[..., None])
+        if bool((here <= 0).any()):
+            raise ValueError("x_t has probability 0 given x0 under the forward process; sample it with process.sample")
+        ratio = rows / here
+        weight = self._incoming_rates(x_t).to(dtype).scatter(-1, x_t[..., None], 0.0)
+        return _bregman_terms(log_score.to(dtype), ratio, weight).to(log_score.dtype)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(num_states={self.num_states})"
+
+
+def _bregman_terms(log_score: Tensor, ratio: Tensor, weight: Tensor) -> Tensor:
+    """sum_y weight_y [ratio_y phi(log s_y - log ratio_y) if ratio_y > 0 else s_y] over the last dimension."""
+    positive = ratio > 0
+    log_ratio = torch.where(positive, torch.log(torch.where(positive, ratio, 1.0)), 0.0)
+    u = log_score - log_ratio
+    terms = torch.where(positive, ratio * (torch.expm1(u) - u), torch.exp(log_score))
+    return torch.where(weight > 0, weight * terms, 0.0).sum(-1)

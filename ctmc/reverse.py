@@ -1,4 +1,4 @@
-"""Reverse-time rates from a concrete score (seed 003; Lou et al. 2024, Lemma A of Shi et al. 2024).
+"""Reverse-time rates from a concrete score (Lou et al. 2024; Lemma A of Shi et al. 2024).
 
 In the row convention, the time reversal of a chain with rates Q_t jumps from x to y != x at rate
 

@@ -99,3 +99,45 @@ class Geometric(NoiseSchedule):
 
     def __repr__(self) -> str:
         return f"Geometric(sigma_min={self.sigma_min}, sigma_max={self.sigma_max})"
+
+
+class PiecewiseLinear(NoiseSchedule):
+    """total(t) linear between the knots total(i / T) = totals[i], i = 0 .. T (totals[0] = 0, increasing).
+
+    The cumulative noise of a discrete-time chain as a continuous schedule: `ctmc.DiscreteTimeChain.schedule`
+    (D3PM, Austin et al. 2021) gives one whose step i runs over [(i - 1) / T, i / T]. sigma is constant on each
+    step: T (totals[i] - totals[i - 1]).
+    """
+
+    def __init__(self, totals: Tensor | list[float]) -> None:
+        totals = torch.as_tensor(totals, dtype=torch.float64).flatten()
+        if totals.numel() < 2 or not bool(torch.isfinite(totals).all()):
+            raise ValueError("totals must hold T + 1 >= 2 finite knots total(0) = 0 < total(1 / T) < ... < total(1)")
+        if totals[0] != 0 or not bool((totals[1:] > totals[:-1]).all()):
+            raise ValueError("totals must start at 0 and increase strictly: time 0 is clean data")
+        self.totals = totals
+        self.num_steps = totals.numel() - 1
+
+    def _step(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        scaled = t * self.num_steps
+        step = scaled.floor().long().clamp(0, self.num_steps - 1)
+        return step, scaled - step
+
+    def _sigma(self, t: Tensor) -> Tensor:
+        totals = self.totals.to(t.device)
+        step, _ = self._step(t)
+        return ((totals[step + 1] - totals[step]) * self.num_steps).to(t.dtype)
+
+    def _total(self, t: Tensor) -> Tensor:
+        totals = self.totals.to(t.device)
+        step, fraction = self._step(t)
+        return (totals[step] + fraction * (totals[step + 1] - totals[step])).to(t.dtype)
+
+    def _inverse_total(self, total: Tensor) -> Tensor:
+        totals = self.totals.to(total.device)
+        step = (torch.searchsorted(totals, total.double().contiguous(), right=True) - 1).clamp(0, self.num_steps - 1)
+        fraction = (total - totals[step]) / (totals[step + 1] - totals[step])
+        return ((step + fraction) / self.num_steps).to(total.dtype)
+
+    def __repr__(self) -> str:
+        return f"PiecewiseLinear(num_steps={self.num_steps})"

@@ -18,7 +18,7 @@ class DiffusionLoss(nn.Module):
     """Base class: holds the forward process, validates inputs, and samples times (uniform by default).
 
     Subclasses set `output_kind` ("log_score", "log_probs" or "x0_logits"), `time_independent`, the output
-    width `_output_width()`, and implement `_loss(output, x0, x_t, t) -> (B,)` on checked inputs.
+    width `output_width` (n by default), and implement `_loss(output, x0, x_t, t) -> (B,)` on checked inputs.
     """
 
     output_kind: str = ""
@@ -38,11 +38,14 @@ class DiffusionLoss(nn.Module):
         """n, the number of states per token of the forward process."""
         return self.process.num_states
 
-    def _clean_states(self) -> int:
-        """The number of values a clean token may take (all states except an absorbing mask)."""
+    @property
+    def num_clean_states(self) -> int:
+        """The number of values a clean token may take (the chain's `num_clean_states`: all but a mask)."""
         return self.process.rate_matrix.num_clean_states
 
-    def _output_width(self) -> int:
+    @property
+    def output_width(self) -> int:
+        """The last dimension of the network output this loss reads: n by default."""
         return self.num_states
 
     def forward(self, output: Tensor, x0: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
@@ -50,22 +53,19 @@ class DiffusionLoss(nn.Module):
 
         Returns (B,) in output's dtype.
         """
-        x0, x_t = check_pair(x0, x_t, self._clean_states(), self.num_states)
-        check_output(output, x0.shape, self._output_width(), self.output_kind)
+        x0, x_t = check_pair(x0, x_t, self.num_clean_states, self.num_states)
+        check_output(output, x0.shape, self.output_width, self.output_kind)
         t = check_time(t, x0.shape[0], output.device)
         self._check_consistent(x0, x_t)
         return self._loss(output, x0.to(output.device), x_t.to(output.device), t)
 
     def _check_consistent(self, x0: Tensor, x_t: Tensor) -> None:
-        """x_t must be reachable from x0; for the absorbing chain a token is either kept or masked."""
-        rate_matrix = self.process.rate_matrix
-        if isinstance(rate_matrix, ctmc.Absorbing):
-            moved = (x_t != x0) & (x_t != rate_matrix.mask_index)
-            if bool(moved.any()):
-                raise ValueError(
-                    "x_t differs from x0 at a position that is not masked, which the absorbing process "
-                    "never does; pass x_t = process.sample(x0, t[:, None]) with the same x0"
-                )
+        """x_t must be reachable from x0 (e.g. for the absorbing chain a token is either kept or masked)."""
+        if not bool(self.process.rate_matrix.reachable(x0, x_t).all()):
+            raise ValueError(
+                "x_t holds a state that the forward process cannot reach from x0 (for a chain with a mask: a "
+                "changed token that is not masked); pass x_t = process.sample(x0, t[:, None]) with the same x0"
+            )
 
     def _loss(self, output: Tensor, x0: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
         raise NotImplementedError

@@ -1,4 +1,4 @@
-"""Time-independent losses for a clean-token denoiser on the absorbing chain (RADD, MDLM; seed 003).
+"""Time-independent losses for a clean-token denoiser on the absorbing chain (RADD, Ou et al. 2024; MDLM).
 
 All three are a weighted cross-entropy over the masked positions,
 
@@ -37,14 +37,18 @@ class MaskedDenoisingLoss(DiffusionLoss):
 
     def __init__(self, process: ctmc.ForwardProcess) -> None:
         super().__init__(process)
-        if not isinstance(process.rate_matrix, ctmc.Absorbing):
+        if not process.rate_matrix.score_factorises:
             raise TypeError(
-                f"{type(self).__name__} needs the absorbing chain (ctmc.Absorbing), got "
-                f"{type(process.rate_matrix).__name__}; for other chains use losses.ScoreEntropy"
+                f"{type(self).__name__} needs a chain whose score factorises into a clean-token denoiser (the "
+                f"absorbing chain, ctmc.Absorbing), got {process.rate_matrix!r}; for other chains use "
+                "losses.ScoreEntropy"
             )
-        self.vocab_size = process.rate_matrix.vocab_size
+        self.vocab_size = process.rate_matrix.num_clean_states
+        self.mask_index = process.rate_matrix.mask_index
 
-    def _output_width(self) -> int:
+    @property
+    def output_width(self) -> int:
+        """V: the denoiser's log-probabilities cover the clean tokens only."""
         return self.vocab_size
 
     def weight(self, t: Tensor) -> Tensor:
@@ -54,7 +58,7 @@ class MaskedDenoisingLoss(DiffusionLoss):
     def _loss(self, output: Tensor, x0: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
         check_log_probs(output)
         log_likelihood = output.gather(-1, x0[..., None]).squeeze(-1)
-        masked = x_t == self.vocab_size
+        masked = x_t == self.mask_index
         nll = torch.where(masked, -log_likelihood, torch.zeros((), dtype=output.dtype, device=output.device))
         loss = self.weight(t.double()).to(output.dtype) * nll.sum(-1)
         return check_finite_loss(loss, "output gives probability 0 (log-prob -inf) to the clean token")

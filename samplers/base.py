@@ -5,7 +5,7 @@ A sampler subclasses `Sampler` and implements only its stateless step
     step(output, x, t, s, generator) -> x_s
 
 that moves x (B, L) from time t to the earlier time s (both (B,) diffusion times) given the model output at
-(x, t). The base class starts from the prior (all masks for the absorbing chain, uniform tokens otherwise),
+(x, t). The base class starts from the prior (the chain's limit law: all masks for the absorbing chain),
 walks the time grid 1 = t_0 > t_1 > ... > t_K = eps, re-imposes the given tokens after every step and, if
 `denoise`, finishes with the analytic step from eps to 0 (SEDD's final denoising step).
 """
@@ -123,19 +123,16 @@ class Sampler:
 
     # ---- hooks ----------------------------------------------------------------------------------------
     def check_model(self, model: Model) -> None:
-        """Refuse model kinds this sampler cannot use (a denoiser needs the absorbing chain)."""
-        if isinstance(model, Denoiser) and not isinstance(self.process.rate_matrix, ctmc.Absorbing):
+        """Refuse model kinds this sampler cannot use (a denoiser needs a chain whose score factorises)."""
+        if isinstance(model, Denoiser) and not self.process.rate_matrix.score_factorises:
             raise TypeError(
                 "a samplers.Denoiser only defines a score for the absorbing chain (RADD); use a ConcreteScore "
                 f"with {type(self.process.rate_matrix).__name__}"
             )
 
     def prior(self, batch_size: int, length: int, device: torch.device, generator: torch.Generator | None) -> Tensor:
-        """x_1: all masks for the absorbing chain, otherwise uniform states (the uniform chain's stationary law)."""
-        rate_matrix = self.process.rate_matrix
-        if isinstance(rate_matrix, ctmc.Absorbing):
-            return torch.full((batch_size, length), rate_matrix.mask_index, dtype=torch.long, device=device)
-        return torch.randint(0, rate_matrix.num_states, (batch_size, length), device=device, generator=generator)
+        """x_1 (B, L): independent draws from the chain's limit law (all masks for the absorbing chain)."""
+        return self.process.rate_matrix.sample_limit((batch_size, length), generator, device)
 
     def schedule(
         self, x: Tensor, free: Tensor, generator: torch.Generator | None
@@ -229,8 +226,7 @@ class Sampler:
         device: torch.device,
     ) -> tuple[Tensor, Tensor]:
         """(fixed (B, L) bool, values (B, L) long) from a prefix and/or an infilling mask."""
-        n = self.process.num_states
-        clean = n - 1 if isinstance(self.process.rate_matrix, ctmc.Absorbing) else n
+        clean = self.process.rate_matrix.num_clean_states
         fixed = torch.zeros(batch_size, length, dtype=torch.bool, device=device)
         values = torch.zeros(batch_size, length, dtype=torch.long, device=device)
         if given is not None:

@@ -4,7 +4,7 @@ Given the (unnormalised) destination weights w_y of a jumping position (for the 
 denoiser's probabilities p(x_0^i = y | x_t), up to a constant), the token is drawn from
 
     q_y proportional to (w_y)^{1 / temperature}, restricted to the top_k largest and to the smallest set of
-    largest entries whose mass reaches top_p (nucleus), or y = argmax w (greedy decoding, seed 002).
+    largest entries whose mass reaches top_p (nucleus), or y = argmax w (greedy decoding).
 
 Every draw goes through `ctmc.sample_categorical` (inverse CDF in float64): float32 uniforms have a granularity
 of 2^-24, which caps float32 Gumbel noise near 16.6 and makes categories more than ~e^-19 times less likely

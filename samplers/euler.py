@@ -1,4 +1,4 @@
-"""Euler steps of the reverse chain (seed 003; SEDD's Euler predictor).
+"""Euler steps of the reverse chain (Lou et al. 2024: SEDD's Euler predictor).
 
 Over [s, t] with dt = t - s, position i moves from x to y != x with probability
 

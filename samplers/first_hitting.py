@@ -41,8 +41,11 @@ class FirstHittingSampler(Sampler):
     def __init__(
         self, process: ctmc.ForwardProcess, steps: int | None = None, eps: float = 1e-5, **options: object
     ) -> None:
-        if not isinstance(getattr(process, "rate_matrix", None), ctmc.Absorbing):
-            raise TypeError("FirstHittingSampler needs a ForwardProcess with the absorbing chain (ctmc.Absorbing)")
+        if not getattr(getattr(process, "rate_matrix", None), "score_factorises", False):
+            raise TypeError(
+                "FirstHittingSampler needs a ForwardProcess with the absorbing chain (ctmc.Absorbing): its masked "
+                "positions must unmask independently to the clean-data conditional"
+            )
         if options.pop("denoise", False):
             raise ValueError("FirstHittingSampler reveals every position itself; denoise must be False")
         super().__init__(process, 1 if steps is None else steps, eps, denoise=False, **options)

@@ -2,15 +2,12 @@
 
 Every sampler step here moves each position at most once: position i jumps with a probability computed from
 its total off-diagonal rate (a (B, L) tensor), and only the positions that jump draw a destination from their
-row of rates. For the absorbing chain (and the uniform one) the total rate is a sum over the score, so a step
-reads the score once and draws over the vocabulary only at the few positions that jump; nothing of size
-B x L x n is created (`benchmarks/samplers.py` compares this with a dense step).
+row of rates. The rates come from the chain (`ctmc.RateMatrix.reverse_exit_rate`, `reverse_rates_to`): for
+the structured chains the exit rate is a sum over the score, so a step reads the score once and draws over the
+vocabulary only at the few positions that jump; nothing of size B x L x n is created
+(`benchmarks/bench_samplers.py` compares this with a dense step).
 
-Reverse rates (seed 003, row convention): R_t(x -> y) = sigma(t) Q[y, x] s(x)_y for y != x, per position.
-- Absorbing: Q[y, mask] = 1 for clean y and Q[y, x] = 0 otherwise for a clean x, so a masked position leaves
-  at total rate sigma * sum_{y < V} s_y to y with probability proportional to s_y; clean positions never move.
-- Uniform: Q[y, x] = 1 / n, total rate sigma * (sum_y s_y - s_x) / n, destination proportional to s_y (y != x).
-- Any other chain: the dense rows Q[:, x] * s.
+Reverse rates (Lou et al. 2024, row convention): R_t(x -> y) = sigma(t) Q[y, x] s(x)_y for y != x, per position.
 """
 
 from __future__ import annotations
@@ -49,57 +46,37 @@ class Jumps:
         return cls(off.sum(-1), lambda selected: off[selected])
 
 
+def score_scale(output: ModelOutput, x: Tensor, selected: Tensor | None = None) -> Tensor | None:
+    """The factor of a denoiser's output (RADD's 1 / expm1(sigma-bar)) per position: (B, 1), or (k,) for the
+    selected positions; None for a concrete score."""
+    if output.scale is None:
+        return None
+    scale = output.scale[:, None]
+    return scale if selected is None else scale.expand_as(x)[selected]
+
+
 def reverse_jumps(rate_matrix: ctmc.RateMatrix, output: ModelOutput, x: Tensor) -> Jumps:
-    """The reverse rates R(x -> y) / sigma = Q[y, x] s(x)_y of every position (seed 003, `ctmc.reverse_rates`).
+    """The reverse rates R(x -> y) / sigma = Q[y, x] s(x)_y of every position (Lou et al. 2024).
 
-    output: the model evaluated at x; x: (B, L) long. Closed forms for `ctmc.Absorbing` and `ctmc.Uniform`.
+    output: the model evaluated at x; x: (B, L) long. The chain computes the rates from the score.
     """
-    if isinstance(rate_matrix, ctmc.Absorbing):
-        vocab = rate_matrix.vocab_size
-        weights, scale = output.clean_scores(vocab)
-        masked = x == rate_matrix.mask_index
-        # Sum over the contiguous last dimension (a strided slice with a dtype change is ~40x slower), then
-        # drop the mask column of a concrete score: sum_{y < V} s_y.
-        values = output.values
-        sums = values.sum(-1).double()
-        if values.shape[-1] > vocab:
-            sums = sums - values[..., vocab:].sum(-1).double()
-        exit_rate = torch.where(masked, sums.clamp_min(0.0) * scale.double()[:, None], 0.0)
+    values = output.values
+    exit_rate = rate_matrix.reverse_exit_rate(x, values, score_scale(output, x))
 
-        def rows(selected: Tensor) -> Tensor:
-            picked = weights[selected].double() * scale.double()[:, None].expand_as(x)[selected][:, None]
-            picked = picked * masked[selected][:, None]
-            return torch.cat([picked, picked.new_zeros(picked.shape[0], 1)], dim=-1)
+    def rows(selected: Tensor) -> Tensor:
+        return rate_matrix.reverse_rates_to(x[selected], values[selected], score_scale(output, x, selected))
 
-        return Jumps(exit_rate, rows)
-    if isinstance(rate_matrix, ctmc.Uniform) and output.scale is None:
-        n = rate_matrix.num_states
-        values = output.values
-        own = values.gather(-1, x[..., None]).squeeze(-1).double()
-        exit_rate = (values.sum(-1, dtype=torch.float64) - own) / n
-
-        def rows(selected: Tensor) -> Tensor:
-            picked = values[selected].double() / n
-            return picked.scatter_(-1, x[selected][:, None], 0.0)
-
-        return Jumps(exit_rate, rows)
-    scores = output.dense_scores(x, rate_matrix)
-    return Jumps.from_dense(rate_matrix.incoming_rates(x).to(scores.dtype) * scores, x)
+    return Jumps(exit_rate, rows)
 
 
 def forward_jumps(rate_matrix: ctmc.RateMatrix, x: Tensor) -> Jumps:
     """The forward rates Q[x, y] of every position (used by correctors, whose rates are R_t + Q_t)."""
-    if isinstance(rate_matrix, ctmc.Absorbing):
-        clean = x != rate_matrix.mask_index
-        n = rate_matrix.num_states
 
-        def rows(selected: Tensor) -> Tensor:
-            out = torch.zeros(int(selected.sum()), n, dtype=torch.float64, device=x.device)
-            out[:, rate_matrix.mask_index] = clean[selected].double()
-            return out
+    def rows(selected: Tensor) -> Tensor:
+        picked = x[selected]
+        return rate_matrix.outgoing_rates(picked).scatter(-1, picked[:, None], 0.0)
 
-        return Jumps(clean.double(), rows)
-    return Jumps.from_dense(rate_matrix.outgoing_rates(x), x)
+    return Jumps(rate_matrix.exit_rate(x), rows)
 
 
 def apply_jumps(

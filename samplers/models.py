@@ -10,7 +10,7 @@ A sampler calls the network through one of two wrappers, which say what the call
 With `log=True` the callable returns log-scores / log-probabilities instead (what `models.DiT` and
 `models.RADDDenoiser` return). A bare callable is treated as `ConcreteScore(fn)`.
 
-The RADD factorisation links them (Ou et al. 2024, seed 003): at a masked position, for a clean token y,
+The RADD factorisation links them (Ou et al. 2024): at a masked position, for a clean token y,
 
     s[b, i, y] = e^{-sigma-bar} / (1 - e^{-sigma-bar}) * p(x_0^i = y | x_t) = p(x_0^i = y | x_t) / expm1(sigma-bar),
 
@@ -24,8 +24,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-
-import ctmc
 
 
 class ConcreteScore:
@@ -103,12 +101,6 @@ class ModelOutput:
         weights = self.values[..., :vocab_size]
         scale = self.scale if self.scale is not None else torch.ones_like(self.total)
         return weights, scale
-
-    def dense_scores(self, x: Tensor, rate_matrix: ctmc.RateMatrix) -> Tensor:
-        """The full concrete score (B, L, n) with the entry at the current state set to 1 (s(x)_x = 1)."""
-        if self.scale is not None:
-            return ctmc.denoiser_to_score(torch.log(self.values), x, self.total)
-        return self.values.clone().scatter_(-1, x[..., None], 1.0)
 
 
 def evaluate(model: Model, x: Tensor, total: Tensor, expected: int) -> ModelOutput:

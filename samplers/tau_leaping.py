@@ -9,8 +9,8 @@ jumps of position i to each y is K_y ~ Poisson(dt R_t(x -> y)), independently.
   position with N >= 1 moves once, to y ~ R_t(x -> .) / lambda, so it jumps with probability
   1 - e^{-dt lambda} (the later jumps were drawn from rates that no longer hold once the first has happened;
   for the absorbing chain a revealed token can never move again).
-- Ordinal states (`ctmc.BirthDeath`, or `ordinal=True`): the jumps are summed, x <- clip(x + sum_y K_y (y - x),
-  0, n - 1), as in Campbell et al. for images.
+- Ordinal states (a chain whose `ordinal` is True, e.g. `ctmc.BirthDeath`, or `ordinal=True`): the jumps are
+  summed, x <- clip(x + sum_y K_y (y - x), 0, n - 1), as in Campbell et al. for images.
 
 Optional corrector steps (Campbell et al. 2022, predictor-corrector): after each predictor step, tau-leap
 `corrector_steps` times at the new time s with rates R_s + Q_s (the forward rates sigma(s) Q[x, y] added),
@@ -34,7 +34,7 @@ from samplers.models import ModelOutput
 class TauLeapingSampler(Sampler):
     """Tau-leaping sampler; options beyond `samplers.Sampler`'s:
 
-    ordinal: sum the jumps and clip (default: True for `ctmc.BirthDeath`, else False);
+    ordinal: sum the jumps and clip (default: the chain's `ordinal`, True for `ctmc.BirthDeath`);
     corrector_steps: corrector steps after each predictor step (>= 0); corrector_size: their time length.
     """
 
@@ -52,7 +52,7 @@ class TauLeapingSampler(Sampler):
         **options: object,
     ) -> None:
         super().__init__(process, steps, eps, **options)
-        self.ordinal = isinstance(process.rate_matrix, ctmc.BirthDeath) if ordinal is None else bool(ordinal)
+        self.ordinal = process.rate_matrix.ordinal if ordinal is None else bool(ordinal)
         if not isinstance(corrector_steps, int) or corrector_steps < 0:
             raise ValueError(f"corrector_steps must be an int >= 0, got {corrector_steps!r}")
         self.corrector_steps = corrector_steps

@@ -57,7 +57,7 @@ class DiffusionModule(pl.LightningModule):
     network: called with the number of input states, process.num_states (V + 1 for the absorbing chain),
         or, for a time-independent loss (`loss.time_independent`, a denoiser), with V; it is called as
         network(x_t (B, L) long, sigma-bar(t) (B,)) -> (B, L, S), the output `loss.output_kind` names.
-    rate_matrix: vocab_size -> ctmc.RateMatrix (ctmc.Absorbing or ctmc.Uniform).
+    rate_matrix: vocab_size -> ctmc.RateMatrix (any chain: ctmc.Absorbing, ctmc.Uniform, ctmc.hybrid.Hybrid, ...).
     schedule: the noise schedule; None means ctmc.LogLinear().
     loss: process -> losses.DiffusionLoss.
     sampler: process -> samplers.Sampler, for periodic samples and the `sample` command; None: Euler.
@@ -146,13 +146,14 @@ class DiffusionModule(pl.LightningModule):
             self.check_data(datamodule.vocab_size, datamodule.hparams.seq_len)
 
     # --------------------------------------------------------------------------------------- networks
-    def network_call(self, network: nn.Module) -> Callable[[Tensor, Tensor], Tensor]:
-        """(x_t, total noise) -> network output, for `network` (self.network or self.ema)."""
-        return lambda x_t, total: network(x_t, total)
-
     def sampling_model(self) -> samplers.ConcreteScore | samplers.Denoiser:
         """The EMA network wrapped for the samplers: a Denoiser for log-probability outputs, else a score."""
         network = self.ema
+        if self.loss.output_kind == "x0_logits":
+            raise NotImplementedError(
+                f"{type(self.loss).__name__} trains x0-logits, which no sampler in `samplers` takes (they take "
+                "concrete scores or RADD denoisers); set samples.every_n_steps=0"
+            )
         if self.loss.output_kind == "log_score":
             return samplers.ConcreteScore(lambda x, total: network(x, total), log=True)  # samplers pass sigma-bar
         return samplers.Denoiser(lambda x: network(x, None), log=True)

@@ -58,9 +58,9 @@ def test_kl_terms_match_brute_force_bayes(kind, seed, vocab):
     # Reference: D3PM's matrices in numpy and Bayes' rule written out; rtol 1e-9 (float64).
     steps = 6
     chain = _chain(kind, vocab, steps)
-    loss = losses.D3PMLoss(chain, hybrid_weight=0.0)
+    loss = losses.D3PMLoss.from_chain(chain, hybrid_weight=0.0)
     g = torch.Generator().manual_seed(seed)
-    x0 = torch.randint(0, loss._clean_states(), (3, 4), generator=g)
+    x0 = torch.randint(0, loss.num_clean_states, (3, 4), generator=g)
     i = loss.sample_steps(3, generator=g)
     x_t = chain.sample(x0, i[:, None], generator=g)
     logits = torch.randn(3, 4, chain.num_states, dtype=torch.float64, generator=g)
@@ -72,8 +72,8 @@ def test_kl_terms_match_brute_force_bayes(kind, seed, vocab):
     exact = torch.full_like(logits, float("-inf")).scatter(-1, x0[..., None], 0.0)  # p~(x0) = 1
     # The closed forms reach 0 up to float64 rounding of the logs (terms of order 1): atol 1e-12.
     torch.testing.assert_close(loss.kl_terms(exact, x0, x_t, i), torch.zeros_like(kl), rtol=0, atol=1e-12)
-    prior = loss(exact, x0, x_t, i)  # only the (model-independent) prior term is left
-    assert torch.allclose(prior, loss._prior_kl[x0].sum(-1))
+    prior = loss(exact, x0, x_t, i / steps)  # only the (model-independent) prior term is left
+    assert torch.allclose(prior, loss.prior_terms(x0).sum(-1))
 
 
 @pytest.mark.parametrize("kind", ["absorbing", "uniform"])
@@ -82,7 +82,7 @@ def test_expected_loss_bounds_the_enumerated_reverse_chain(kind):
     # p(x_{i-1} | x_i) = prod_l sum_x q(x_{i-1}^l, x_i^l | x) p~(x | x_i) normalised; exact sum over steps.
     vocab, length, steps = (2, 2, 4) if kind == "absorbing" else (3, 2, 4)
     chain = _chain(kind, vocab, steps)
-    loss = losses.D3PMLoss(chain, hybrid_weight=0.0)
+    loss = losses.D3PMLoss.from_chain(chain, hybrid_weight=0.0)
     n = chain.num_states
     xs = all_sequences(n, length)
     rng = np.random.default_rng(4)
@@ -99,7 +99,7 @@ def test_expected_loss_bounds_the_enumerated_reverse_chain(kind):
             per_state = np.divide(per_state, norm, out=np.zeros_like(per_state), where=norm > 0)
             move *= per_state[:, xs[:, pos]]
         p = p @ move
-    clean = all_sequences(loss._clean_states(), length)
+    clean = all_sequences(loss.num_clean_states, length)
     nll = -np.log(p[sequence_index(clean, n)])
     # Exact expectation of forward over i ~ U{1..T} and x_i ~ q(x_i | x0), by enumeration.
     bound = np.zeros(len(clean))
@@ -112,7 +112,7 @@ def test_expected_loss_bounds_the_enumerated_reverse_chain(kind):
             torch.as_tensor(logits[b]),
             torch.as_tensor(clean[a]),
             torch.as_tensor(xs[b]),
-            torch.full((len(a),), i, dtype=torch.long),
+            torch.full((len(a),), i / steps, dtype=torch.float64),
         ).numpy()
         np.add.at(bound, a, q[a, b] * values / steps)
     assert np.all(bound >= nll - 1e-9)
@@ -127,7 +127,10 @@ def test_hybrid_term_adds_cross_entropy():
     i = torch.tensor([1, 2, 5, 3])
     x_t = chain.sample(x0, i[:, None], generator=g)
     logits = torch.randn(4, 6, 3, dtype=torch.float64, generator=g)
-    difference = losses.D3PMLoss(chain, 0.3)(logits, x0, x_t, i) - losses.D3PMLoss(chain, 0.0)(logits, x0, x_t, i)
+    t = i / chain.num_steps
+    difference = losses.D3PMLoss.from_chain(chain, 0.3)(logits, x0, x_t, t) - losses.D3PMLoss.from_chain(chain, 0.0)(
+        logits, x0, x_t, t
+    )
     ce = -torch.log_softmax(logits, -1).gather(-1, x0[..., None]).squeeze(-1).sum(-1)
     torch.testing.assert_close(difference, 0.3 * ce, rtol=1e-12, atol=1e-12)
 
@@ -153,9 +156,9 @@ def test_closed_forms_equal_the_generic_posterior_path(kind, seed, vocab, scale,
     # Reference: DiscreteTimeChain.posterior twice (generic_kl_terms), float64; values and gradients to 1e-10.
     steps = 8
     chain = _closed_form_chain(kind, vocab, steps, final_beta_one)
-    loss = losses.D3PMLoss(chain, hybrid_weight=0.0)
+    loss = losses.D3PMLoss.from_chain(chain, hybrid_weight=0.0)
     g = torch.Generator().manual_seed(seed)
-    x0 = torch.randint(0, loss._clean_states(), (4, 5), generator=g)
+    x0 = torch.randint(0, loss.num_clean_states, (4, 5), generator=g)
     i = torch.tensor([1, 2, steps // 2, steps])  # the edge steps: reconstruction, first KL, middle, last
     x_t = chain.sample(x0, i[:, None], generator=g)
     logits = (scale * torch.randn(4, 5, chain.num_states, dtype=torch.float64, generator=g)).requires_grad_(True)
@@ -171,13 +174,13 @@ def test_closed_forms_equal_the_generic_posterior_path(kind, seed, vocab, scale,
 def test_loss_gradient_matches_finite_differences(kind):
     # Reference: torch.autograd.gradcheck (central finite differences, float64) through the custom backward.
     chain = _chain(kind, 3, 6)
-    loss = losses.D3PMLoss(chain, hybrid_weight=0.1)
+    loss = losses.D3PMLoss.from_chain(chain, hybrid_weight=0.1)
     g = torch.Generator().manual_seed(1)
-    x0 = torch.randint(0, loss._clean_states(), (4, 3), generator=g)
+    x0 = torch.randint(0, loss.num_clean_states, (4, 3), generator=g)
     i = torch.tensor([1, 2, 3, 6])
     x_t = chain.sample(x0, i[:, None], generator=g)
     logits = torch.randn(4, 3, chain.num_states, dtype=torch.float64, generator=g).requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda out: loss(out, x0, x_t, i), (logits,))
+    assert torch.autograd.gradcheck(lambda out: loss(out, x0, x_t, i / 6), (logits,))
 
 
 @given(first=st.floats(1e-4, 0.5), last=st.floats(1e-4, 1.0), vocab=st.integers(2, 30))
@@ -186,4 +189,5 @@ def test_uniform_prior_term_matches_the_dense_table(first, last, vocab):
     chain = ctmc.DiscreteTimeChain(ctmc.Uniform(vocab), torch.linspace(first, last, 5, dtype=torch.float64))
     rows = chain.cumulative_matrix(5)
     expected = torch.xlogy(rows, rows * vocab).sum(-1)
-    torch.testing.assert_close(losses.D3PMLoss(chain)._prior_kl, expected, rtol=1e-12, atol=1e-14)
+    prior = losses.D3PMLoss.from_chain(chain).prior_terms(torch.arange(vocab)[None])[0]
+    torch.testing.assert_close(prior, expected, rtol=1e-12, atol=1e-14)

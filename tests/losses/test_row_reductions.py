@@ -59,7 +59,7 @@ def test_log_mixture_statistics_values_and_gradients(seed, log_scale):
 
 def test_log_mixture_statistics_blocked_backward(monkeypatch):
     # Reference: gradcheck with row blocks of 2 rows (6 states), so that the backward loop runs several blocks.
-    import losses.row_reductions as row_reductions
+    import ctmc.row_reductions as row_reductions
 
     monkeypatch.setattr(row_reductions, "_BLOCK_ELEMENTS", 12)
     output, index, g = _inputs(3)
@@ -84,7 +84,7 @@ def test_score_entropy_gradient_matches_finite_differences(chain):
     process = ctmc.ForwardProcess(rate_matrix, ctmc.LogLinear())
     loss = losses.ScoreEntropy(process)
     g = torch.Generator().manual_seed(2)
-    x0 = torch.randint(0, loss._clean_states(), (3, 5), generator=g)
+    x0 = torch.randint(0, loss.num_clean_states, (3, 5), generator=g)
     t = torch.tensor([0.2, 0.6, 0.95], dtype=torch.float64)
     x_t = process.sample(x0, t[:, None], generator=g)
     x_t[0, 0] = process.num_states - 1

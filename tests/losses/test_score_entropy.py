@@ -21,7 +21,7 @@ def _setup(kind, vocab, seed, batch=3, length=4):
     process = ctmc.ForwardProcess(CHAINS[kind](vocab), ctmc.LogLinear())
     loss = losses.ScoreEntropy(process)
     g = torch.Generator().manual_seed(seed)
-    clean = loss._clean_states()
+    clean = loss.num_clean_states
     x0 = torch.randint(0, clean, (batch, length), generator=g)
     t = torch.rand(batch, dtype=torch.float64, generator=g) * 0.98 + 0.01
     x_t = process.sample(x0, t[:, None], generator=g)
@@ -66,7 +66,7 @@ def test_expected_loss_is_score_entropy_plus_constant_and_minimised_at_exact_sco
     vocab, length, time = 2, 3, 0.37
     process = ctmc.ForwardProcess(CHAINS[kind](vocab), ctmc.LogLinear())
     loss = losses.ScoreEntropy(process)
-    n, clean = process.num_states, loss._clean_states()
+    n, clean = process.num_states, loss.num_clean_states
     p0 = toy_data(clean, length, seed=3)
     total = float(process.total(torch.tensor(time, dtype=torch.float64)))
     matrix = process.rate_matrix.matrix().numpy()

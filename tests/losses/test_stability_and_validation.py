@@ -30,13 +30,13 @@ def test_float32_values_and_gradients_are_finite(name, time):
     # Reference: finiteness (the property itself); inputs are realistic network outputs and exact-ish scores.
     loss = _losses()[name]
     g = torch.Generator().manual_seed(0)
-    x0 = torch.randint(0, loss._clean_states(), (4, 16), generator=g)
+    x0 = torch.randint(0, loss.num_clean_states, (4, 16), generator=g)
     t = torch.full((4,), time, dtype=torch.float32)
     x_t = loss.process.sample(x0, t[:, None], generator=g)
     x_t[0, 0] = loss.num_states - 1  # at least one masked / moved position, even at t = 1e-6
     if isinstance(loss.process.rate_matrix, ctmc.Absorbing):
         x0[0, 0] = 0
-    raw = torch.randn(4, 16, loss._output_width(), generator=g) * 5
+    raw = torch.randn(4, 16, loss.output_width, generator=g) * 5
     if loss.output_kind == "log_probs":
         raw = torch.log_softmax(raw, -1)
     output = raw.clone().requires_grad_(True)
@@ -52,7 +52,7 @@ D3PM_STEPS = 1000
 def _d3pm_losses():
     absorbing = ctmc.DiscreteTimeChain.linear_mutual_information(ctmc.Absorbing(VOCAB), D3PM_STEPS)
     uniform = ctmc.DiscreteTimeChain(ctmc.Uniform(VOCAB), torch.linspace(1e-4, 0.05, D3PM_STEPS))
-    return {"absorbing": losses.D3PMLoss(absorbing), "uniform": losses.D3PMLoss(uniform)}
+    return {"absorbing": losses.D3PMLoss.from_chain(absorbing), "uniform": losses.D3PMLoss.from_chain(uniform)}
 
 
 @pytest.mark.parametrize("kind", ["absorbing", "uniform"])
@@ -61,16 +61,17 @@ def test_d3pm_float32_values_and_gradients_are_finite(kind, step):
     # Reference: finiteness; steps 1 (reconstruction), 2, T/2 and T (beta_T = 1 for absorbing); logits of scale 5.
     loss = _d3pm_losses()[kind]
     g = torch.Generator().manual_seed(0)
-    x0 = torch.randint(0, loss._clean_states(), (4, 16), generator=g)
+    x0 = torch.randint(0, loss.num_clean_states, (4, 16), generator=g)
     i = torch.full((4,), step)
     x_t = loss.chain.sample(x0, i[:, None], generator=g)
     x_t[0, 0] = VOCAB if kind == "absorbing" else (x0[0, 0] + 1) % VOCAB  # at least one corrupted position
     output = (torch.randn(4, 16, loss.num_states, generator=g) * 5).requires_grad_(True)
-    value = loss(output, x0, x_t, i)
+    t = i / D3PM_STEPS
+    value = loss(output, x0, x_t, t)
     value.sum().backward()
     assert value.dtype == torch.float32
     assert bool(torch.isfinite(value).all()) and bool(torch.isfinite(output.grad).all())
-    reference = loss(output.detach().double(), x0, x_t, i)  # float64 value: float32 agrees to 1e-4 relative
+    reference = loss(output.detach().double(), x0, x_t, t)  # float64 value: float32 agrees to 1e-4 relative
     torch.testing.assert_close(value.double(), reference, rtol=1e-4, atol=1e-4)
 
 
@@ -102,7 +103,7 @@ def _valid():
 def test_bad_inputs_raise(cls):
     process, x0, x_t, t = _valid()
     loss = cls(process)
-    width = loss._output_width()
+    width = loss.output_width
     good = torch.log_softmax(torch.randn(2, 3, width), -1)
     loss(good, x0, x_t, t)  # the valid call works
     cases = [
@@ -140,19 +141,24 @@ def test_denoiser_losses_refuse_logits_and_other_chains():
 
 def test_d3pm_bad_inputs_raise():
     chain = ctmc.DiscreteTimeChain.linear_mutual_information(ctmc.Absorbing(4), 5)
-    loss = losses.D3PMLoss(chain)
+    loss = losses.D3PMLoss.from_chain(chain)
     x0 = torch.zeros(2, 3, dtype=torch.long)
     logits = torch.zeros(2, 3, 5)
-    with pytest.raises(ValueError, match=r"\[1, 5\]"):
-        loss(logits, x0, x0, torch.tensor([0, 2]))
-    with pytest.raises(TypeError, match="long"):
-        loss(logits, x0, x0, torch.tensor([1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        loss(logits, x0, x0, torch.tensor([0.0, 0.4]))
+    with pytest.raises(TypeError, match="floating"):
+        loss(logits, x0, x0, torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match="multiple of 1 / T"):
+        loss(logits, x0, x0, torch.tensor([0.2, 0.3]))
     with pytest.raises(ValueError, match="mask is not a data token"):
-        loss(logits, x0 + 4, x0, torch.tensor([1, 2]))
+        loss(logits, x0 + 4, x0, torch.tensor([0.2, 0.4]))
     with pytest.raises(ValueError, match="hybrid_weight"):
-        losses.D3PMLoss(chain, hybrid_weight=-1.0)
-    with pytest.raises(ValueError, match="beta_T = 1"):
-        losses.D3PMLoss(ctmc.DiscreteTimeChain(ctmc.Absorbing(4), torch.full((3,), 0.2)))
+        losses.D3PMLoss.from_chain(chain, hybrid_weight=-1.0)
+    with pytest.raises(ValueError, match="num_steps"):
+        losses.D3PMLoss(ctmc.ForwardProcess(ctmc.Absorbing(4), ctmc.LogLinear()), num_steps=0)
+    with pytest.raises(ValueError, match="limit law"):  # tokens survive to t = 1: infinite KL to the all-mask prior
+        kept = losses.D3PMLoss.from_chain(ctmc.DiscreteTimeChain(ctmc.Absorbing(4), torch.full((3,), 0.2)))
+        kept(logits, x0, torch.full_like(x0, 4), torch.tensor([1 / 3, 1.0]))
 
 
 def test_sample_time_ranges_and_distributions():

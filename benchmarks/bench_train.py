@@ -1,7 +1,7 @@
 """Training-step speed and peak memory: the Lightning module in a Trainer against a hand-written PyTorch loop.
 
-Run:  PYTHONPATH=. python benchmarks/train.py            # quick: tiny B=4 L=64, small B=1 L=32 (~5 min, 2 cores)
-      PYTHONPATH=. python benchmarks/train.py --full     # tiny B=8 L=128, small B=8 L=1024 (a GPU, or patience)
+Run:  python -m benchmarks.bench_train            # quick: tiny B=4 L=64, small B=1 L=32 (~5 min, 2 cores)
+      python -m benchmarks.bench_train --full     # tiny B=8 L=128, small B=8 L=1024 (a GPU, or patience)
 
 Both sides train the same network (`models.DiT` preset `tiny` or `small`, GPT-2 vocabulary + mask = 50,258
 states, absorbing chain, log-linear schedule), with the same loss (`losses.ScoreEntropy`, mean / L), optimiser
@@ -44,16 +44,13 @@ import time
 from functools import partial
 from pathlib import Path
 
-# benchmarks/losses.py would shadow the `losses` package: drop this file's folder from the path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import torch
 
-import torch  # noqa: E402
-
-import ctmc  # noqa: E402
-import losses  # noqa: E402
-import models  # noqa: E402
-from training.ema import frozen_copy, update_average  # noqa: E402
-from training.lr_schedule import warmup_decay  # noqa: E402
+import ctmc
+import losses
+import models
+from training.ema import frozen_copy, update_average
+from training.lr_schedule import warmup_decay
 
 RETAIN = {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**30)}
 VOCAB = 50257  # GPT-2; the absorbing chain adds the mask state
@@ -198,7 +195,7 @@ def main() -> None:
                 size = sizes[preset]
                 for allocator, extra in (("default", {}), ("retain", RETAIN)):
                     for impl in ("lightning", "plain"):
-                        command = [sys.executable, __file__, "--run-case", preset, impl, device,
+                        command = [sys.executable, "-m", "benchmarks.bench_train", "--run-case", preset, impl, device,
                                    *(str(size[key]) for key in ("batch", "length", "steps", "warmup"))]
                         done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **extra})
                         case = {"model": preset, "impl": impl, "device": device, "allocator": allocator}

@@ -7,7 +7,7 @@ followed by row gathering. At n = 50,258 (GPT-2 vocabulary + mask): Uniform/Abso
 Times are medians of timeit repeats (one call per repeat), in milliseconds, float64 for n <= 512 and float32
 at n = 50,258. Writes benchmarks/results/transition.json and prints a table.
 
-    PYTHONPATH=. python benchmarks/transition.py
+    python -m benchmarks.bench_transition
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Benchmark of the samplers: accuracy against NFE with exact scores, the lean absorbing step against a dense
 one at GPT-2 vocabulary, and sampling throughput of a small network with and without caching.
 
-    PYTHONPATH=. python benchmarks/samplers.py            # --quick (default): a few minutes on 2 CPU cores
-    PYTHONPATH=. python benchmarks/samplers.py --full     # 20k samples, NFE up to 1024, 16 x 1024 tokens
+    python -m benchmarks.bench_samplers            # --quick (default): a few minutes on 2 CPU cores
+    python -m benchmarks.bench_samplers --full     # 20k samples, NFE up to 1024, 16 x 1024 tokens
 
 Prints tables, writes benchmarks/results/samplers.json and docs/samplers_tv_vs_nfe.png.
 Baselines in the same run: the TV of an exact sampler's histogram of the same size (noise floor), and a
@@ -13,22 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 import tracemalloc
 from pathlib import Path
 
+import torch
+from torch import Tensor
+
+import ctmc
+import samplers
+from ctmc.enumeration import ToyChain, total_variation  # the enumeration reference of the tests
+
 ROOT = Path(__file__).resolve().parents[1]
-# This script is itself named samplers.py: drop its folder from the path so `import samplers` is the package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(ROOT / "tests" / "samplers"))
-
-import torch  # noqa: E402
-from sampler_toy import ToyChain, total_variation  # noqa: E402  (the enumeration reference of the tests)
-from torch import Tensor  # noqa: E402
-
-import ctmc  # noqa: E402
-import samplers  # noqa: E402
 
 
 def tv_table(num_samples: int, steps_list: list[int]) -> dict:

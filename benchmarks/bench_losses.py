@@ -1,7 +1,7 @@
 """Time and peak memory of each loss (forward + backward) against a deliberately naive dense implementation.
 
-Run:  PYTHONPATH=. python benchmarks/losses.py            # reduced size: B=2, L=128, V=50,257 (< 1 minute)
-      PYTHONPATH=. python benchmarks/losses.py --full     # B=8, L=1,024, V=50,257 (~16 GB of RAM, ~4 minutes)
+Run:  python -m benchmarks.bench_losses            # reduced size: B=2, L=128, V=50,257 (< 1 minute)
+      python -m benchmarks.bench_losses --full     # B=8, L=1,024, V=50,257 (~16 GB of RAM, ~4 minutes)
 
 Memory claim (measured by this script; the ratio to one B x L x V float32 tensor does not depend on B, L):
 during forward + backward every loss holds, beyond the network output, at most about one B x L x V float
@@ -32,17 +32,15 @@ import sys
 import time
 from pathlib import Path
 
-# This file is called losses.py: drop its own folder from the path so that `import losses` finds the package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import torch
+import torch.nn.functional as F
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import ctmc
+import losses
+from ctmc.hybrid import Hybrid
 
-import ctmc  # noqa: E402
-import losses  # noqa: E402
-
-CASES = ["score_entropy_absorbing", "score_entropy_uniform", "lambda_dce", "tdce", "mdlm_nelbo", "d3pm_absorbing",
-         "d3pm_uniform"]
+CASES = ["score_entropy_absorbing", "score_entropy_uniform", "score_entropy_hybrid", "lambda_dce", "tdce", "mdlm_nelbo",
+         "d3pm_absorbing", "d3pm_uniform"]
 # The baseline each case is compared with: naive dense formulas, or D3PM's generic posterior path.
 BASELINE = {"score_entropy_absorbing": "naive", "score_entropy_uniform": "naive", "lambda_dce": "naive",
             "d3pm_absorbing": "generic", "d3pm_uniform": "generic"}
@@ -60,7 +58,7 @@ def naive_score_entropy(process, log_score, x0, x_t, t):
     n = process.num_states
     total, sigma = process.total(t)[:, None, None], process.sigma(t)[:, None]
     one_hot = F.one_hot(x0, n).to(log_score.dtype)
-    if isinstance(process.rate_matrix, ctmc.Absorbing):
+    if process.rate_matrix.mask_index is not None:  # the absorbing chain (the only chain benchmarked with a mask)
         mask = F.one_hot(torch.full_like(x0, n - 1), n).to(log_score.dtype)
         rows = torch.exp(-total) * one_hot + (-torch.expm1(-total)) * mask
         weight = (x_t == n - 1)[..., None].to(log_score.dtype) * (1 - mask)
@@ -91,23 +89,26 @@ def run_case(name: str, impl: str, batch: int, length: int, vocab: int) -> dict:
             chain = ctmc.DiscreteTimeChain.linear_mutual_information(ctmc.Absorbing(vocab), 1000)
         else:
             chain = ctmc.DiscreteTimeChain(ctmc.Uniform(vocab), torch.linspace(1e-4, 0.05, 1000))
-        loss = losses.D3PMLoss(chain)
+        loss = losses.D3PMLoss.from_chain(chain)
         steps = loss.sample_steps(batch, generator=g)
         x_t = chain.sample(x0, steps[:, None], generator=g)
-        width, time_arg = chain.num_states, steps
+        width, time_arg = chain.num_states, steps.double() / chain.num_steps
     else:
-        rate = ctmc.Uniform(vocab) if name == "score_entropy_uniform" else ctmc.Absorbing(vocab)
+        rate = {"score_entropy_uniform": ctmc.Uniform(vocab), "score_entropy_hybrid": Hybrid(vocab, 0.5, 1.0)}.get(
+            name, ctmc.Absorbing(vocab)
+        )
         process = ctmc.ForwardProcess(rate, ctmc.LogLinear())
         loss = {
             "score_entropy_absorbing": losses.ScoreEntropy,
             "score_entropy_uniform": losses.ScoreEntropy,
+            "score_entropy_hybrid": losses.ScoreEntropy,
             "lambda_dce": losses.LambdaDCE,
             "tdce": losses.TDCE,
             "mdlm_nelbo": losses.MDLMNELBO,
         }[name](process)
         time_arg = loss.sample_time(batch, generator=g)
         x_t = process.sample(x0, time_arg[:, None], generator=g)
-        width = loss._output_width()
+        width = loss.output_width
     output = torch.empty(batch, length, width).normal_(generator=g)
     if width == vocab:  # log-probabilities, normalised in place
         output -= torch.logsumexp(output, -1, keepdim=True)
@@ -115,7 +116,7 @@ def run_case(name: str, impl: str, batch: int, length: int, vocab: int) -> dict:
 
     def call():
         if impl == "generic":
-            value = loss.generic_kl_terms(output, x0, x_t, time_arg).sum(-1)
+            value = loss.generic_kl_terms(output, x0, x_t, steps).sum(-1)
         elif impl == "naive":
             fn = naive_masked_ce if name == "lambda_dce" else naive_score_entropy
             value = fn(loss.process, output, x0, x_t, time_arg)
@@ -159,8 +160,8 @@ def main() -> None:
             if impl == "generic" and args.full:
                 rows.append({"loss": name, "impl": impl, "skipped": "float64 posteriors need > 20 GB at full size"})
                 continue
-            cmd = [sys.executable, __file__, "--run-case", name, impl, "--batch", str(args.batch),
-                   "--length", str(args.length), "--vocab", str(args.vocab)]
+            cmd = [sys.executable, "-m", "benchmarks.bench_losses", "--run-case", name, impl,
+                   "--batch", str(args.batch), "--length", str(args.length), "--vocab", str(args.vocab)]
             done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
             if done.returncode != 0:
                 reason = (done.stderr.strip().splitlines() or [f"exit status {done.returncode} (killed?)"])[-1]

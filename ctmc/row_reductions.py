@@ -1,0 +1,167 @@
+"""Per-position reductions of a (B, L, n) network output whose backward pass builds the gradient in one tensor.
+
+A loss over a large vocabulary needs only a few numbers per position from the network output o: a logsumexp,
+a sum of an elementwise function, and the entries at a few token ids. Written with ordinary autograd, every
+such piece keeps its own (B, L, n) intermediate alive for the backward pass and returns its own dense
+(B, L, n) gradient (a `gather` scatters into a fresh zero tensor), which are then added. Each function here is
+one `torch.autograd.Function` that saves only `o` itself and, in the backward pass, writes
+
+    d loss / d o = (dense part, from the reductions) + scatter of the gathered entries' gradients
+
+into a single new tensor, which becomes `o.grad` without a copy. Peak memory: forward one (B, L, n)
+temporary; backward the gradient and nothing else of that size.
+
+- `logsumexp_statistics`: lse_{y < width} o_y and o at the given ids (softmax-type losses).
+- `bregman_statistics`: sum_{y not excluded} phi(o_y - base), phi(u) = e^u - u - 1 (score entropy).
+- `log_mixture_statistics`: lse_y o_y and sum_y log(1 + w softmax(o)_y) (D3PM's uniform-chain posterior).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+_BLOCK_ELEMENTS = 1 << 20  # entries per row block in a backward pass: 1M (4 MiB in float32)
+
+
+def _add_gathered(grad: Tensor, index: Tensor, grad_gathered: Tensor | None) -> Tensor:
+    """grad[..., index] += grad_gathered, in place (repeated ids add up). grad: (B, L, n); index: (B, L, k)."""
+    if grad_gathered is not None:
+        grad.scatter_add_(-1, index, grad_gathered.to(grad.dtype))
+    return grad
+
+
+class LogSumExp(NamedTuple):
+    """lse: (B, L) logsumexp of o over the first `width` states; gathered: (B, L, k) o at the given ids."""
+
+    lse: Tensor
+    gathered: Tensor
+
+
+class _LogSumExpGather(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, output: Tensor, index: Tensor, width: int) -> tuple[Tensor, Tensor]:
+        lse = torch.logsumexp(output[..., :width], dim=-1)
+        ctx.save_for_backward(output, index, lse)
+        ctx.width = width
+        return lse, output.gather(-1, index)
+
+    @staticmethod
+    def backward(ctx, grad_lse: Tensor | None, grad_gathered: Tensor | None):
+        output, index, lse = ctx.saved_tensors
+        if grad_lse is None:
+            grad = torch.zeros_like(output)
+        else:  # d lse / d o_y = softmax_y over y < width, 0 beyond
+            grad = torch.sub(output, lse[..., None])
+            grad[..., ctx.width :] = float("-inf")
+            grad.exp_().mul_(grad_lse[..., None])
+        return _add_gathered(grad, index, grad_gathered), None, None
+
+
+def logsumexp_statistics(output: Tensor, index: Tensor, width: int | None = None) -> LogSumExp:
+    """lse = log sum_{y < width} exp(o_y) (width = n by default) and o[..., index].
+
+    output: (B, L, n) float; index: (B, L, k) long. Returns `LogSumExp` with (B, L) and (B, L, k) tensors.
+    """
+    width = output.shape[-1] if width is None else width
+    return LogSumExp(*_LogSumExpGather.apply(output, index, width))
+
+
+class Bregman(NamedTuple):
+    """total: (B, L) sum_{y not excluded} phi(o_y - base); gathered: (B, L, k) o at the given ids."""
+
+    total: Tensor
+    gathered: Tensor
+
+
+class _BregmanGather(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, output: Tensor, base: Tensor, exclude: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+        shifted = output - base[..., None]
+        shifted.scatter_(-1, exclude, 0.0)  # phi(0) = 0: excluded states drop out exactly
+        linear = shifted.sum(-1)
+        total = shifted.expm1_().sum(-1) - linear
+        ctx.save_for_backward(output, base, exclude, index)
+        return total, output.gather(-1, index)
+
+    @staticmethod
+    def backward(ctx, grad_total: Tensor | None, grad_gathered: Tensor | None):
+        output, base, exclude, index = ctx.saved_tensors
+        if grad_total is None:
+            grad = torch.zeros_like(output)
+        else:  # phi'(u) = expm1(u), 0 at the excluded states
+            grad = torch.sub(output, base[..., None])
+            grad.scatter_(-1, exclude, 0.0)
+            grad.expm1_().mul_(grad_total[..., None])
+        return _add_gathered(grad, index, grad_gathered), None, None, None
+
+
+def bregman_statistics(output: Tensor, base: Tensor, exclude: Tensor, index: Tensor) -> Bregman:
+    """sum over y not in `exclude` of phi(o_y - base), phi(u) = e^u - u - 1, and o[..., index].
+
+    output: (B, L, n) float; base: (B, L) (no gradient is taken with respect to it); exclude, index: (B, L, k)
+    long. Returns `Bregman` with (B, L) and (B, L, k) tensors.
+    """
+    return Bregman(*_BregmanGather.apply(output, base.detach(), exclude, index))
+
+
+class LogMixture(NamedTuple):
+    """lse: (B, L) logsumexp_y o_y; total: (B, L) sum_y log(1 + w p_y), p = softmax(o); gathered: (B, L, k)."""
+
+    lse: Tensor
+    total: Tensor
+    gathered: Tensor
+
+
+class _LogMixtureGather(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, output: Tensor, log_weight: Tensor, index: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        lse = torch.logsumexp(output, dim=-1)
+        shifted = output - (lse - log_weight)[..., None]  # log(w p_y) <= log w
+        if bool((log_weight < _log_max(output.dtype)).all()):
+            total = shifted.exp_().log1p_().sum(-1)  # in place: log(1 + w p_y) without overflow
+        else:
+            total = torch.nn.functional.softplus(shifted).sum(-1)
+        ctx.save_for_backward(output, log_weight, index, lse)
+        return lse, total, output.gather(-1, index)
+
+    @staticmethod
+    def backward(ctx, grad_lse: Tensor | None, grad_total: Tensor | None, grad_gathered: Tensor | None):
+        output, log_weight, index, lse = ctx.saved_tensors
+        grad_lse = torch.zeros_like(lse) if grad_lse is None else grad_lse
+        grad_total = torch.zeros_like(lse) if grad_total is None else grad_total
+        # d total / d o_k = g_k - p_k sum_y g_y with g_y = w p_y / (1 + w p_y) = sigmoid(log p_y + log w);
+        # d lse / d o_k = p_k. Both g and p are needed at once, so rows are processed in blocks: the
+        # temporaries are one block, the gradient the only (B, L, n) tensor.
+        n = output.shape[-1]
+        grad = torch.empty_like(output)
+        rows, rows_grad = output.reshape(-1, n), grad.view(-1, n)
+        lse, log_weight = lse.reshape(-1, 1), log_weight.reshape(-1, 1)
+        grad_lse, grad_total = grad_lse.reshape(-1, 1), grad_total.reshape(-1, 1)
+        block = max(1, _BLOCK_ELEMENTS // n)
+        for start in range(0, rows.shape[0], block):
+            part = slice(start, start + block)
+            log_probs = rows[part] - lse[part]
+            mixture = torch.add(log_probs, log_weight[part], out=rows_grad[part]).sigmoid_()
+            coefficient = grad_lse[part] - grad_total[part] * mixture.sum(-1, keepdim=True)
+            mixture.mul_(grad_total[part]).add_(log_probs.exp_().mul_(coefficient))
+        return _add_gathered(grad, index, grad_gathered), None, None
+
+
+def _log_max(dtype: torch.dtype) -> float:
+    """log of the largest finite value of dtype: exp(u) is finite for u below it."""
+    return math.log(torch.finfo(dtype).max)
+
+
+def log_mixture_statistics(output: Tensor, log_weight: Tensor, index: Tensor) -> LogMixture:
+    """lse = logsumexp_y o_y, total = sum_y log(1 + w p_y) with p = softmax(o) and w = exp(log_weight), and
+    o[..., index]. This is sum_y log(w p_y + 1) = sum_y log(a p_y + c) - n log c for w = a / c, the mixture
+    of a prediction with a uniform floor.
+
+    output: (B, L, n) float; log_weight: (B, L) finite (no gradient is taken with respect to it); index:
+    (B, L, k) long. Returns `LogMixture` with (B, L), (B, L) and (B, L, k) tensors.
+    """
+    return LogMixture(*_LogMixtureGather.apply(output, log_weight.detach().to(output.dtype), index))
