@@ -5,6 +5,7 @@
 - `D3PMLoss`: D3PM's discrete-time variational bound with the hybrid cross-entropy.
 - `denoiser_to_score`, `score_to_denoiser`: RADD's factorisation of the absorbing score.
 - `bits_per_token`, `perplexity_bound`: evaluation units from a loss in nats.
+- `MaskedCountEstimator`: low-variance importance sampler of (t, x_t) over the masked count (absorbing chain).
 
 Every `forward(output, x0, x_t, t)` returns a (B,) per-sequence loss in nats whose expectation under
 `sample_time` is the negative ELBO (docs/losses.md).
@@ -14,6 +15,7 @@ from ctmc.noise_ratio import log_expm1, log_mask_ratio
 from ctmc.radd import denoiser_to_score, score_to_denoiser
 from losses.base import DiffusionLoss
 from losses.d3pm import D3PMLoss
+from losses.estimators import MaskedCountEstimator, NoiseDraw, stratified_counts
 from losses.masked_denoising import MDLMNELBO, TDCE, LambdaDCE, MaskedDenoisingLoss
 from losses.metrics import bits_per_token, perplexity_bound
 from losses.score_entropy import ScoreEntropy, bregman_phi
@@ -24,7 +26,9 @@ __all__ = [
     "D3PMLoss",
     "DiffusionLoss",
     "LambdaDCE",
+    "MaskedCountEstimator",
     "MaskedDenoisingLoss",
+    "NoiseDraw",
     "ScoreEntropy",
     "bits_per_token",
     "bregman_phi",
@@ -33,4 +37,5 @@ __all__ = [
     "log_mask_ratio",
     "perplexity_bound",
     "score_to_denoiser",
+    "stratified_counts",
 ]
