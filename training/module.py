@@ -84,6 +84,8 @@ class DiffusionModule(pl.LightningModule):
     train_estimator, val_estimator: "time" (t ~ loss.sample_time), "masked_count" (losses.MaskedCountEstimator:
         the absorbing chain only) or "auto" (masked_count on the absorbing chain, else time). Training with
         masked_count stratifies the counts over the batch; all choices have the same expectation.
+    unigram_output_bias: at the start of `fit`, set the network's (and EMA's) output bias so that it starts
+        as the unigram model of the training blocks (the network's `init_output_bias`; add-1/2 counts).
     """
 
     def __init__(
@@ -106,6 +108,7 @@ class DiffusionModule(pl.LightningModule):
         val_time_samples: int = 16,
         train_estimator: str = "auto",
         val_estimator: str = "auto",
+        unigram_output_bias: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
@@ -143,6 +146,12 @@ class DiffusionModule(pl.LightningModule):
         self.val_tokens = torchmetrics.CatMetric().set_dtype(torch.float64)  # their token counts L_i
         self.val_unigram_nats = torchmetrics.SumMetric().set_dtype(torch.float64)
         self._unigram: Tensor | None = None  # (V,) log-probs of the training blocks' unigram model
+        if unigram_output_bias and not hasattr(self.network, "init_output_bias"):
+            raise ValueError(
+                f"model.unigram_output_bias needs a network with init_output_bias (models.DiT, "
+                f"models.RADDDenoiser), got {type(self.network).__name__}; set it to false"
+            )
+        self.unigram_output_bias = unigram_output_bias
         self.validation_result: dict[str, float] = {}  # the last validation's float64 values
         self.run_config: str | None = None  # YAML of the model and data config, set by the CLI
         self._batch_start = 0.0
@@ -184,8 +193,13 @@ class DiffusionModule(pl.LightningModule):
         if datamodule is not None and hasattr(datamodule, "vocab_size"):
             self.check_data(datamodule.vocab_size, datamodule.hparams.seq_len)
         train_dataset = getattr(datamodule, "train_dataset", None)
-        if stage in ("fit", "validate") and train_dataset is not None and self._unigram is None:
+        if stage != "predict" and train_dataset is not None and self._unigram is None:
             self._unigram = unigram_log_probs(train_dataset, self.vocab_size)
+        if stage == "fit" and self.unigram_output_bias:  # a resumed run's checkpoint overwrites this after setup
+            if self._unigram is None:
+                raise ValueError("model.unigram_output_bias needs a data module with a train_dataset")
+            for network in (self.network, self.ema):
+                network.init_output_bias(self._unigram.to(self.device, next(network.parameters()).dtype))
 
     # --------------------------------------------------------------------------------------- networks
     def network_call(self, network: nn.Module) -> Callable[[Tensor, Tensor], Tensor]:
