@@ -96,5 +96,13 @@ class DiffusionLoss(nn.Module):
         """Map u ~ U(0, 1] (float64) to the loss's time distribution; the identity gives uniform t."""
         return u
 
+    def time_density(self, t: Tensor) -> Tensor:
+        """p(t), the density of `sample_time`'s law at times t (N,) in (0, 1]; float64. Uniform: 1.
+
+        A subclass that changes `_time_from_uniform` gives its density here (importance weights need it:
+        losses.estimators).
+        """
+        return torch.ones_like(t, dtype=torch.float64)
+
     def extra_repr(self) -> str:
         return repr(self.process)

@@ -39,33 +39,8 @@ from torch import Tensor
 
 import samplers
 from training.data_corpus import TextCorpus
-from training.elbo import sequence_negative_elbo
+from training.elbo import RatioEstimate, ratio_estimate  # noqa: F401 (RatioEstimate: public name kept here)
 from training.restore import CommandParser, TrainedModel, check_device, check_output, load_trained, write_output
-
-
-@dataclass
-class RatioEstimate:
-    """R = sum(values) / sum(counts) and its delta-method standard error (None with fewer than 2 sequences)."""
-
-    value: float
-    standard_error: float | None
-
-
-def ratio_estimate(values: Tensor, counts: Tensor) -> RatioEstimate:
-    """The ratio of sums R = sum n_i / sum L_i and SE(R) = sqrt(sum (n_i - R L_i)^2 / (N (N-1))) / mean(L).
-
-    values: (N,) per-sequence estimates n_i; counts: (N,) positive weights L_i (tokens). float64 throughout.
-    """
-    n = values.double()
-    weights = counts.double()
-    if n.dim() != 1 or n.shape != weights.shape or n.numel() == 0:
-        raise ValueError("values and counts must be non-empty (N,) tensors of the same shape")
-    ratio = n.sum() / weights.sum()
-    if n.numel() < 2:
-        return RatioEstimate(float(ratio), None)
-    residual = n - ratio * weights
-    variance = residual.square().sum() / (n.numel() * (n.numel() - 1)) / weights.mean().square()
-    return RatioEstimate(float(ratio), float(variance.sqrt()))
 
 
 def text_tokens(path: str, trained: TrainedModel) -> Tensor:
@@ -120,9 +95,7 @@ def sequence_nats(trained: TrainedModel, blocks: Tensor, time_samples: int, seed
     with torch.no_grad():
         for start in range(0, blocks.shape[0], batch_size):
             x0 = blocks[start : start + batch_size].to(module.device)
-            nats = sequence_negative_elbo(
-                module.process, module.loss, module.loss.sample_time, module.ema, x0, time_samples, seed
-            )
+            nats = module.negative_elbo_draws(x0, time_samples, seed)
             rows.append(nats.double().mean(dim=1).cpu())
     return torch.cat(rows)
 

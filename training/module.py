@@ -6,10 +6,14 @@ the number of states it reads, and optionally a sampler for periodic samples. On
 
     t ~ loss.sample_time(B),  x_t ~ P(0, t)[x_0, :],  nats = loss(network(x_t, sigma-bar(t)), x_0, x_t, t)
 
-and the optimiser minimises mean(nats) / L, nats per token. Validation estimates the negative ELBO with an
-exponential moving average (EMA) of the weights and stratified times (training/elbo.py), aggregated as
-sums of nats and of tokens with torchmetrics, so that bits/token = sum nats / sum tokens / ln 2 whatever the
-batching and the number of devices.
+and the optimiser minimises mean(nats) / L, nats per token. On the absorbing chain the masked-count
+estimator (losses.MaskedCountEstimator, `train_estimator` / `val_estimator`) replaces t ~ sample_time by
+importance-sampled (t, x_t) with the same expectation and bounded terms: nats = weight * loss(...).
+Validation estimates the negative ELBO with an exponential moving average (EMA) of the weights and
+`val_time_samples` stratified draws per sequence (training/elbo.py). The per-sequence estimates are
+gathered with torchmetrics (whatever the batching and the number of devices) into bits/token = sum nats /
+sum tokens / ln 2 and its standard error (training.elbo.ratio_estimate), beside the cross-entropy of a
+unigram model of the training blocks on the same validation blocks.
 
 Randomness: the noise of a sequence at training batch k on rank r comes from generators seeded by
 (seed, k, r, hash of the sequence) (training/elbo.py seeded_noise), so it does not depend on the order of
@@ -34,11 +38,21 @@ import ctmc
 import losses
 import models
 import samplers
-from training.elbo import seeded_noise, sequence_negative_elbo
+from training.elbo import ratio_estimate, seeded_count_noise, seeded_noise, sequence_negative_elbo
 from training.ema import frozen_copy, update_average
 from training.lr_schedule import Decay, warmup_decay
 
 CONFIG_KEY = "ctmc_training"  # checkpoint entry: {"vocab_size": int, "config": YAML of model and data}
+ESTIMATORS = ("auto", "time", "masked_count")
+UNIGRAM_PSEUDO_COUNT = 0.5  # add-1/2 (Krichevsky-Trofimov) smoothing of the unigram reference's counts
+
+
+def unigram_log_probs(dataset: Any, vocab_size: int, pseudo_count: float = UNIGRAM_PSEUDO_COUNT) -> Tensor:
+    """(V,) float64 log-probabilities of the add-`pseudo_count` unigram model of a dataset of (L,) token blocks."""
+    counts = torch.zeros(vocab_size, dtype=torch.float64)
+    for index in range(len(dataset)):
+        counts += torch.bincount(dataset[index].flatten(), minlength=vocab_size).double()
+    return torch.log((counts + pseudo_count) / (counts.sum() + pseudo_count * vocab_size))
 
 
 def _max_length(network: nn.Module) -> int | None:
@@ -65,7 +79,13 @@ class DiffusionModule(pl.LightningModule):
         decay runs until trainer.max_steps (or the estimated number of steps).
     ema_decay: the EMA of the weights used for validation and sampling (0 disables averaging).
     seed: seeds the training noise (with the step and rank) and the validation noise (with the sequence).
-    val_time_samples: stratified times per validation sequence.
+    val_time_samples: stratified draws (times, or masked counts) per validation sequence; 16 gives the
+        standard error of configs/sedd.yaml's bound 0.03 bits/token (docs/training.md, Estimator).
+    train_estimator, val_estimator: "time" (t ~ loss.sample_time), "masked_count" (losses.MaskedCountEstimator:
+        the absorbing chain only) or "auto" (masked_count on the absorbing chain, else time). Training with
+        masked_count stratifies the counts over the batch; all choices have the same expectation.
+    unigram_output_bias: at the start of `fit`, set the network's (and EMA's) output bias so that it starts
+        as the unigram model of the training blocks (the network's `init_output_bias`; add-1/2 counts).
     """
 
     def __init__(
@@ -85,7 +105,10 @@ class DiffusionModule(pl.LightningModule):
         min_lr_ratio: float = 0.0,
         ema_decay: float = 0.9999,
         seed: int = 0,
-        val_time_samples: int = 1,
+        val_time_samples: int = 16,
+        train_estimator: str = "auto",
+        val_estimator: str = "auto",
+        unigram_output_bias: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
@@ -100,6 +123,9 @@ class DiffusionModule(pl.LightningModule):
             raise ValueError(f"model.decay must be 'cosine', 'linear' or 'constant', got {decay!r}")
         if isinstance(val_time_samples, bool) or not isinstance(val_time_samples, int) or val_time_samples < 1:
             raise ValueError(f"model.val_time_samples must be an int >= 1, got {val_time_samples!r}")
+        for name, value in (("train_estimator", train_estimator), ("val_estimator", val_estimator)):
+            if value not in ESTIMATORS:
+                raise ValueError(f"model.{name} must be one of {', '.join(ESTIMATORS)}, got {value!r}")
         self.vocab_size = vocab_size
         self.process = ctmc.ForwardProcess(rate_matrix(vocab_size), schedule or ctmc.LogLinear())
         self.loss = loss(self.process)
@@ -114,8 +140,18 @@ class DiffusionModule(pl.LightningModule):
         self.ema_decay = ema_decay
         self.seed = seed
         self.val_time_samples = val_time_samples
-        self.val_nats = torchmetrics.SumMetric().set_dtype(torch.float64)
-        self.val_tokens = torchmetrics.SumMetric().set_dtype(torch.float64)
+        self.train_estimator = self._estimator(train_estimator, "train_estimator")
+        self.val_estimator = self._estimator(val_estimator, "val_estimator")
+        self.val_nats = torchmetrics.CatMetric().set_dtype(torch.float64)  # per-sequence estimates n_i
+        self.val_tokens = torchmetrics.CatMetric().set_dtype(torch.float64)  # their token counts L_i
+        self.val_unigram_nats = torchmetrics.SumMetric().set_dtype(torch.float64)
+        self._unigram: Tensor | None = None  # (V,) log-probs of the training blocks' unigram model
+        if unigram_output_bias and not hasattr(self.network, "init_output_bias"):
+            raise ValueError(
+                f"model.unigram_output_bias needs a network with init_output_bias (models.DiT, "
+                f"models.RADDDenoiser), got {type(self.network).__name__}; set it to false"
+            )
+        self.unigram_output_bias = unigram_output_bias
         self.validation_result: dict[str, float] = {}  # the last validation's float64 values
         self.run_config: str | None = None  # YAML of the model and data config, set by the CLI
         self._batch_start = 0.0
@@ -135,6 +171,18 @@ class DiffusionModule(pl.LightningModule):
                 f"lower data.seq_len or set model.network.init_args.max_length >= {seq_len}"
             )
 
+    def _estimator(self, choice: str, name: str) -> losses.MaskedCountEstimator | None:
+        """The MaskedCountEstimator for `choice` ("masked_count", or "auto" on the absorbing chain), else None."""
+        absorbing = isinstance(self.process.rate_matrix, ctmc.Absorbing)
+        if choice == "masked_count" and not (absorbing and isinstance(self.loss, losses.DiffusionLoss)):
+            raise ValueError(
+                f"model.{name}=masked_count needs the absorbing chain (ctmc.Absorbing), got "
+                f"{type(self.process.rate_matrix).__name__}; use {name}=time"
+            )
+        if choice == "masked_count" or (choice == "auto" and absorbing):
+            return losses.MaskedCountEstimator(self.process)
+        return None
+
     @property
     def max_length(self) -> int | None:
         """The longest sequence the network accepts (None if it declares none)."""
@@ -144,6 +192,14 @@ class DiffusionModule(pl.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and hasattr(datamodule, "vocab_size"):
             self.check_data(datamodule.vocab_size, datamodule.hparams.seq_len)
+        train_dataset = getattr(datamodule, "train_dataset", None)
+        if stage != "predict" and train_dataset is not None and self._unigram is None:
+            self._unigram = unigram_log_probs(train_dataset, self.vocab_size)
+        if stage == "fit" and self.unigram_output_bias:  # a resumed run's checkpoint overwrites this after setup
+            if self._unigram is None:
+                raise ValueError("model.unigram_output_bias needs a data module with a train_dataset")
+            for network in (self.network, self.ema):
+                network.init_output_bias(self._unigram.to(self.device, next(network.parameters()).dtype))
 
     # --------------------------------------------------------------------------------------- networks
     def sampling_model(self) -> samplers.ConcreteScore | samplers.Denoiser:
@@ -208,10 +264,14 @@ class DiffusionModule(pl.LightningModule):
         x0 = batch
         length = x0.shape[1]
         step_index = self.trainer.fit_loop.epoch_loop.total_batch_idx
-        t, x_t = seeded_noise(
-            self.process, self.loss.sample_time, x0, 1, False, self.seed, step_index, self.global_rank
-        )
-        nats = self.loss(self.network(x_t, self.process.total(t)), x0, x_t, t)  # (B,)
+        seeds = (self.seed, step_index, self.global_rank)
+        if self.train_estimator is None:
+            t, x_t = seeded_noise(self.process, self.loss.sample_time, x0, 1, False, *seeds)
+            nats = self.loss(self.network(x_t, self.process.total(t)), x0, x_t, t)  # (B,)
+        else:
+            draw = seeded_count_noise(self.train_estimator, self.loss.time_density, x0, 1, True, *seeds)
+            output = self.network(draw.x_t, self.process.total(draw.t))
+            nats = draw.weight.to(output.dtype) * self.loss(output, x0, draw.x_t, draw.t)  # (B,)
         loss = nats.mean() / length
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/nats_per_sequence", nats.mean().detach())
@@ -235,32 +295,54 @@ class DiffusionModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # ------------------------------------------------------------------------------------- validation
-    def _negative_elbo(self, x0: Tensor) -> Tensor:
-        """(B, K) nats of the EMA network on x0 (B, L); see training.elbo.sequence_negative_elbo."""
+    def negative_elbo_draws(self, x0: Tensor, num_draws: int | None = None, seed: int | None = None) -> Tensor:
+        """(B, K) negative-ELBO draws (nats) of the EMA network on x0 (B, L), K = num_draws (val_time_samples).
+
+        Row means are unbiased per-sequence estimates; draws are seeded by (seed, sequence content) and use
+        `val_estimator` (training.elbo.sequence_negative_elbo). `lightning evaluate` calls this too.
+        """
         return sequence_negative_elbo(
-            self.process, self.loss, self.loss.sample_time, self.ema, x0, self.val_time_samples, self.seed
+            self.process, self.loss, self.loss.sample_time, self.ema, x0,
+            self.val_time_samples if num_draws is None else num_draws, self.seed if seed is None else seed,
+            estimator=self.val_estimator,
         )
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
-        nats = self._negative_elbo(batch).mean(dim=1)  # (B,) per-sequence estimates
-        self.val_nats.update(nats.double().sum())
-        self.val_tokens.update(torch.tensor(float(batch.numel()), dtype=torch.float64, device=batch.device))
+        nats = self.negative_elbo_draws(batch).mean(dim=1)  # (B,) per-sequence estimates
+        self.val_nats.update(nats.double())
+        self.val_tokens.update(torch.full_like(nats, float(batch.shape[1]), dtype=torch.float64))
+        if self._unigram is not None:
+            unigram = self._unigram.to(batch.device)[batch]
+            self.val_unigram_nats.update(-unigram.sum())
 
     def on_validation_epoch_end(self) -> None:
-        nats, tokens = self.val_nats.compute(), self.val_tokens.compute()  # summed over batches and devices
-        self.val_nats.reset()
-        self.val_tokens.reset()
-        if float(tokens) == 0.0:
+        """Log bits/token with its SE (ratio estimator over sequences) and the unigram reference."""
+        nats, tokens = self.val_nats.compute(), self.val_tokens.compute()  # gathered over batches and devices
+        unigram = self.val_unigram_nats.compute()
+        for metric in (self.val_nats, self.val_tokens, self.val_unigram_nats):
+            metric.reset()
+        if not isinstance(tokens, Tensor) or tokens.numel() == 0:
             return
-        self.validation_result = {
-            "nats": float(nats),
-            "tokens": float(tokens),
-            "bits_per_token": float(losses.bits_per_token(nats, tokens)),
-            "perplexity_bound": float(losses.perplexity_bound(nats, tokens)),
+        estimate = ratio_estimate(nats.reshape(-1), tokens.reshape(-1))
+        total_nats, total_tokens = nats.sum(), tokens.sum()
+        ln2 = torch.log(torch.tensor(2.0, dtype=torch.float64))
+        result = {
+            "nats": float(total_nats),
+            "tokens": float(total_tokens),
+            "bits_per_token": float(losses.bits_per_token(total_nats, total_tokens)),
+            "perplexity_bound": float(losses.perplexity_bound(total_nats, total_tokens)),
         }
-        self.log("val/nats_per_token", nats / tokens, sync_dist=False)
-        self.log("val/bits_per_token", losses.bits_per_token(nats, tokens), prog_bar=True, sync_dist=False)
-        self.log("val/perplexity_bound", losses.perplexity_bound(nats, tokens), sync_dist=False)
+        if estimate.standard_error is not None:
+            result["bits_per_token_se"] = estimate.standard_error / float(ln2)
+        if self._unigram is not None:
+            result["unigram_bits_per_token"] = float(losses.bits_per_token(unigram, total_tokens))
+        self.validation_result = result
+        self.log("val/nats_per_token", total_nats / total_tokens, sync_dist=False)
+        self.log("val/bits_per_token", result["bits_per_token"], prog_bar=True, sync_dist=False)
+        self.log("val/perplexity_bound", result["perplexity_bound"], sync_dist=False)
+        for key in ("bits_per_token_se", "unigram_bits_per_token"):
+            if key in result:
+                self.log(f"val/{key}", result[key], sync_dist=False)
 
     test_step = validation_step
     on_test_epoch_end = on_validation_epoch_end
