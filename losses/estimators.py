@@ -109,9 +109,9 @@ class MaskedCountEstimator:
     def __init__(self, process: ctmc.ForwardProcess) -> None:
         if not isinstance(process, ctmc.ForwardProcess):
             raise TypeError(f"process must be a ctmc.ForwardProcess, got {type(process).__name__}")
-        if not isinstance(process.rate_matrix, ctmc.Absorbing):
+        if not process.rate_matrix.score_factorises:
             raise TypeError(
-                "MaskedCountEstimator needs the absorbing chain (ctmc.Absorbing), got "
+                "MaskedCountEstimator needs the pure absorbing chain (ctmc.Absorbing), got "
                 f"{type(process.rate_matrix).__name__}; use the loss's own sample_time for other chains"
             )
         self.process = process

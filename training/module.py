@@ -173,7 +173,7 @@ class DiffusionModule(pl.LightningModule):
 
     def _estimator(self, choice: str, name: str) -> losses.MaskedCountEstimator | None:
         """The MaskedCountEstimator for `choice` ("masked_count", or "auto" on the absorbing chain), else None."""
-        absorbing = isinstance(self.process.rate_matrix, ctmc.Absorbing)
+        absorbing = self.process.rate_matrix.score_factorises  # the pure absorbing chain
         if choice == "masked_count" and not (absorbing and isinstance(self.loss, losses.DiffusionLoss)):
             raise ValueError(
                 f"model.{name}=masked_count needs the absorbing chain (ctmc.Absorbing), got "
