@@ -19,10 +19,13 @@ class DiffusionLoss(nn.Module):
 
     Subclasses set `output_kind` ("log_score", "log_probs" or "x0_logits"), `time_independent`, the output
     width `output_width` (n by default), and implement `_loss(output, x0, x_t, t) -> (B,)` on checked inputs.
+    `includes_prior` says whether the loss already holds the t = 1 prior term KL(q(x_1 | x0) || pi) (D3PM's
+    does); for the others the training path adds losses.PriorKL to every reported bound.
     """
 
     output_kind: str = ""
     time_independent: bool = False
+    includes_prior: bool = False
 
     def __init__(self, process: ctmc.ForwardProcess) -> None:
         super().__init__()

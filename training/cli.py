@@ -4,7 +4,9 @@
     lightning sample --ckpt_path logs/.../last.ckpt [--steps 128 --prefix "ROMEO:"]   (training/sample.py)
     lightning evaluate --ckpt_path logs/.../last.ckpt --text some.txt [--time_samples 8]  (training/evaluate.py)
 
-fit/validate/test/predict are LightningCLI's over `DiffusionModule` and `training.data.TextDataModule`;
+fit/validate/test/predict are LightningCLI's over a `training.base_module.TrainingModule` (the one training
+path: `model.class_path` picks the objective, `DiffusionModule` when the config names none, e.g.
+configs/sedd.yaml; `training.autoregressive.ARModule` in configs/ar.yaml) and `training.data.TextDataModule`;
 the vocabulary size is linked from the data module to the module (written once), the atomic checkpoint and
 the sample logger are configurable callbacks (`checkpoint.*`, `samples.*`). Errors in the configuration's
 values (a missing corpus, a sequence longer than the network accepts) and every bad `--ckpt_path` are
@@ -31,12 +33,13 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from training.base_module import CONFIG_KEY, TrainingModule, kind_config
 from training.checkpoint import AtomicModelCheckpoint
 from training.data import TextDataModule
-from training.module import CONFIG_KEY, DiffusionModule
 from training.restore import fail, read_checkpoint
 from training.sample_logging import SampleLogger
 
+DEFAULT_MODEL = "training.module.DiffusionModule"  # the objective of a config whose model names no class_path
 DEFAULT_ROOT = "logs"  # where logs, checkpoints and samples go unless --trainer.default_root_dir says otherwise
 EPILOG = """other subcommands (their own options: `lightning sample --help`, `lightning evaluate --help`):
   sample     Write text sampled from a trained checkpoint (training/sample.py).
@@ -94,7 +97,8 @@ class DiffusionCLI(LightningCLI):
         super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
+        parser.link_arguments("data.vocab_size", "model.init_args.vocab_size", apply_on="instantiate")
+        parser.set_defaults({"model": {"class_path": DEFAULT_MODEL}})
         parser.add_lightning_class_args(AtomicModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(SampleLogger, "samples")
 
@@ -106,7 +110,7 @@ class DiffusionCLI(LightningCLI):
         """Check --ckpt_path first (LightningCLI reads it right after parsing, with no error handling).
 
         LightningCLI's own step then merges the checkpoint's `hyper_parameters` into the config; a checkpoint
-        of DiffusionModule has none (its config is stored under CONFIG_KEY), so it runs only when some exist.
+        of a TrainingModule has none (its config is stored under CONFIG_KEY), so it runs only when some exist.
         """
         try:
             self.check_checkpoint_file()
@@ -163,6 +167,12 @@ class DiffusionCLI(LightningCLI):
         if path is None or checkpoint is None:
             return
         stored = checkpoint.get(CONFIG_KEY, {})
+        kind = stored.get("kind", "diffusion")  # checkpoints written before the kind was stored: diffusion
+        if kind != self.model.KIND:
+            raise ValueError(
+                f"ckpt_path={path} holds a {kind} model, but the config builds a {self.model.KIND} model; use the "
+                f"config the checkpoint was trained with ({kind_config(kind)})"
+            )
         if stored.get("vocab_size", self.model.vocab_size) != self.model.vocab_size:
             raise ValueError(
                 f"ckpt_path={path} was trained with vocab_size {stored['vocab_size']}, but data.tokenizer gives "
@@ -245,10 +255,12 @@ def state_dict_mismatch(stored: dict[str, Any], expected: dict[str, Any]) -> str
 
 
 def run_lightning(args: Sequence[str] | None = None) -> DiffusionCLI:
-    """LightningCLI over DiffusionModule and TextDataModule; returns the CLI (its .trainer, .model)."""
+    """LightningCLI over the TrainingModule subclasses (default DiffusionModule) and TextDataModule; returns
+    the CLI (its .trainer, .model)."""
     return DiffusionCLI(
-        DiffusionModule,
+        TrainingModule,
         TextDataModule,
+        subclass_mode_model=True,
         args=None if args is None else list(args),
         trainer_defaults={"logger": default_loggers(), "default_root_dir": DEFAULT_ROOT},
         save_config_kwargs={"overwrite": True},
