@@ -251,11 +251,17 @@ class TrainingModule(pl.LightningModule):
         kind = stored.get("kind", "diffusion")  # checkpoints written before the kind was stored: diffusion
         if kind != self.KIND:
             raise ValueError(
-                f"the checkpoint holds a {kind} model, this run trains a {self.KIND} model; use a config of the "
+                f"the checkpoint holds {article(kind)} {kind} model, this run trains {article(self.KIND)} {self.KIND} "
+                "model; use a config of the "
                 f"checkpoint's kind ({kind_config(kind)})"
             )
 
     on_test_epoch_end = on_validation_epoch_end
+
+
+def article(word: str) -> str:
+    """"an" before a vowel, else "a" (for messages that name a model kind)."""
+    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def kind_config(kind: str) -> str:

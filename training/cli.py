@@ -33,7 +33,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from training.base_module import CONFIG_KEY, TrainingModule, kind_config
+from training.base_module import CONFIG_KEY, TrainingModule, article, kind_config
 from training.checkpoint import AtomicModelCheckpoint
 from training.data import TextDataModule
 from training.restore import fail, read_checkpoint
@@ -170,8 +170,9 @@ class DiffusionCLI(LightningCLI):
         kind = stored.get("kind", "diffusion")  # checkpoints written before the kind was stored: diffusion
         if kind != self.model.KIND:
             raise ValueError(
-                f"ckpt_path={path} holds a {kind} model, but the config builds a {self.model.KIND} model; use the "
-                f"config the checkpoint was trained with ({kind_config(kind)})"
+                f"ckpt_path={path} holds {article(kind)} {kind} model, but the config builds "
+                f"{article(self.model.KIND)} {self.model.KIND} model; use the config the checkpoint was trained with "
+                f"({kind_config(kind)})"
             )
         if stored.get("vocab_size", self.model.vocab_size) != self.model.vocab_size:
             raise ValueError(

@@ -12,7 +12,7 @@ sample when known.
 
 A samples file is the output of `lightning sample` (one sample under each `=== sample i ... ===` header; the
 footer's NFE is read) or plain text with one sample per non-empty line. Each sample is encoded with the
-judge's tokenizer; samples of different token counts are cut to the shortest (the scored `length` is
+judge's tokenizer ("<|endoftext|>", as samples print the end-of-text id, is read back as that id); samples of different token counts are cut to the shortest (the scored `length` is
 reported). In generate mode the tokens themselves are scored, with the number of network calls and the
 wall time of the sampler measured here.
 """
@@ -30,6 +30,7 @@ import torch
 
 import losses
 from training.restore import TrainedModel, load_trained
+from training.tokenizers import END_OF_TEXT
 
 SAMPLE_HEADER = re.compile(r"^=== sample \d+: .* ===$", re.M)
 SAMPLE_FOOTER = re.compile(r"^=== .*: NFE (\d+), .* ===$", re.M)
@@ -72,9 +73,19 @@ def read_samples(path: str) -> tuple[list[str], int | None]:
     return samples, nfe
 
 
+def encode_text(text: str, judge: TrainedModel) -> list[int]:
+    """Ids of `text` under the judge's tokenizer, with each "<|endoftext|>" (as samples decode it) as eot_id."""
+    ids: list[int] = []
+    for index, piece in enumerate(text.split(END_OF_TEXT)):
+        if index:
+            ids.append(judge.tokenizer.eot_id)
+        ids.extend(judge.tokenizer.encode(piece))
+    return ids
+
+
 def encode_samples(texts: list[str], judge: TrainedModel, path: str) -> torch.Tensor:
     """(N, L) long: every sample encoded with the judge's tokenizer, cut to the shortest token count."""
-    encoded = [judge.tokenizer.encode(text) for text in texts]
+    encoded = [encode_text(text, judge) for text in texts]
     longest = max(len(ids) for ids in encoded)
     if judge.max_length is not None and longest > judge.max_length:
         raise ValueError(

@@ -26,7 +26,7 @@ import yaml
 from jsonargparse import ArgumentParser
 
 from training.autoregressive import ARModule
-from training.base_module import CONFIG_KEY, TrainingModule
+from training.base_module import CONFIG_KEY, TrainingModule, article
 from training.data import TextDataModule
 from training.module import DiffusionModule
 from training.tokenizers import Tokenizer, tokenizer_from_name
@@ -56,7 +56,9 @@ class TrainedModel:
     def require_kind(self, kind: str, what: str) -> None:
         """Raise ValueError (one line) unless the module is of `kind`; `what` names the option that needs it."""
         if self.kind != kind:
-            raise ValueError(f"{what} needs a {kind} checkpoint, but --ckpt_path holds a {self.kind} model")
+            raise ValueError(
+                f"{what} needs {article(kind)} {kind} checkpoint, but it holds {article(self.kind)} {self.kind} model"
+            )
 
     def check_length(self, length: int, option: str) -> None:
         """Raise ValueError naming `option` unless 1 <= length <= max_length."""
