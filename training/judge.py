@@ -12,9 +12,10 @@ sample when known.
 
 A samples file is the output of `lightning sample` (one sample under each `=== sample i ... ===` header; the
 footer's NFE is read) or plain text with one sample per non-empty line. Each sample is encoded with the
-judge's tokenizer ("<|endoftext|>", as samples print the end-of-text id, is read back as that id); samples of different token counts are cut to the shortest (the scored `length` is
-reported). In generate mode the tokens themselves are scored, with the number of network calls and the
-wall time of the sampler measured here.
+judge's tokenizer ("<|endoftext|>", as samples print the end-of-text id, is read back as that id);
+samples of different token counts are cut to the shortest (the scored `length` is reported). In generate
+mode the tokens themselves are scored, with the number of network calls and the wall time of the sampler
+measured here.
 """
 
 from __future__ import annotations

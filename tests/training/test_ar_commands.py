@@ -133,7 +133,7 @@ def test_judge_scores_a_samples_file(ar_checkpoint, sedd_checkpoint, tmp_path, c
     texts = samples.read_text(encoding="utf-8").split("===")
     judge = load_trained(ar_checkpoint)
     pieces = [texts[2 * i + 2].strip("\n").split("<|endoftext|>") for i in range(3)]
-    tokens = [[*sum(([*piece.encode(), 256] for piece in row), [])][:-1] for row in pieces]  # eot: id 256
+    tokens = [[byte for piece in row for byte in [*piece.encode(), 256]][:-1] for row in pieces]  # eot: id 256
     length = min(len(row) for row in tokens)
     expected = losses.generative_perplexity(judge.module.ema, torch.tensor([row[:length] for row in tokens]))
     assert report.length == length and math.isclose(report.gen_ppl, expected.gen_ppl, rel_tol=1e-6)
