@@ -36,6 +36,11 @@ class Absorbing(RateMatrix):
         return self.vocab_size
 
     @property
+    def clean_states_exchangeable(self) -> bool:
+        """True: every clean token jumps to the mask at the same rate."""
+        return True
+
+    @property
     def score_factorises(self) -> bool:
         """True: at a masked position s_y = p(x0^i = y | x_t) / expm1(sigma-bar) (RADD, Ou et al. 2024)."""
         return True

@@ -125,6 +125,13 @@ class RateMatrix(ABC):
         return False
 
     @property
+    def clean_states_exchangeable(self) -> bool:
+        """Whether Q commutes with every permutation of the clean states (fixing the others), so that a
+        quantity such as KL(P(t)[x, :] || pi), with pi invariant under those permutations, is the same for every
+        clean x. True for the absorbing and the uniform chain."""
+        return False
+
+    @property
     def score_factorises(self) -> bool:
         """Whether the concrete score at a masked position is 1 / expm1(sigma-bar) times the clean-data
         conditional p(x0^i = y | x_t) (RADD, Ou et al. 2024), so that a time-independent denoiser defines the

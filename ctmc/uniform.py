@@ -26,6 +26,11 @@ class Uniform(RateMatrix):
             raise ValueError(f"num_states must be an int >= 2, got {num_states!r}")
         self.num_states = num_states
 
+    @property
+    def clean_states_exchangeable(self) -> bool:
+        """True: every state jumps to every other at the same rate."""
+        return True
+
     def matrix(self, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> Tensor:
         n = self.num_states
         return torch.full((n, n), 1.0 / n, dtype=dtype, device=device) - torch.eye(n, dtype=dtype, device=device)

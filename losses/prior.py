@@ -70,9 +70,10 @@ class PriorKL:
         self.prior = prior
         self.total = process.total(torch.tensor(1.0, dtype=torch.float64))  # sigma-bar(1)
         self._table = torch.full((process.rate_matrix.num_clean_states,), float("nan"), dtype=torch.float64)
-        # Absorbing and Uniform commute with every permutation of the clean states, and so does the default
-        # prior (the image of the uniform law): KL(P[x, :] || pi) is then the same for every clean token x.
-        self._symmetric = default_prior and isinstance(process.rate_matrix, (ctmc.Absorbing, ctmc.Uniform))
+        # A chain that commutes with every permutation of the clean states (rate_matrix.clean_states_exchangeable:
+        # Absorbing, Uniform) maps the uniform law to a prior invariant under them: KL(P[x, :] || pi) is then the
+        # same for every clean token x.
+        self._symmetric = default_prior and process.rate_matrix.clean_states_exchangeable
 
     def _fill(self, tokens: Tensor) -> None:
         """Compute the table entries of the given (K,) clean tokens."""
