@@ -25,7 +25,7 @@ import shlex
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 from jsonargparse import DefaultHelpFormatter
@@ -60,6 +60,25 @@ def default_loggers(save_dir: str = DEFAULT_ROOT) -> list[dict[str, Any]]:
     return loggers
 
 
+NOISE_LINES = ("Does not validate against any of the Union subtypes", "Subtypes:", "Errors:", "Given value",
+               "Expected a <class 'NoneType'>")  # jsonargparse's account of the subclass union, not the cause
+
+
+def one_line(message: str) -> str:
+    """jsonargparse's multi-line account of a bad value on one line: the lines that name the cause, joined."""
+    lines = [line.strip().removeprefix("- ").strip() for line in message.splitlines()]
+    kept = [line for line in lines if line and not line.startswith(NOISE_LINES)]
+    return " ".join(kept)
+
+
+class OneLineErrorParser(LightningArgumentParser):
+    """LightningArgumentParser whose `error: ...` is one line (a bad key under the `model` class_path union
+    would otherwise print the union's subtypes and the given value on further lines)."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        super().error(one_line(message), ex)
+
+
 class HelpFormatter(DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """jsonargparse's help (types, defaults) with the description and epilog printed as written."""
 
@@ -90,6 +109,7 @@ class DiffusionCLI(LightningCLI):
     logger following --trainer.default_root_dir, and a summary (with exit status) at the end of fit."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("parser_class", OneLineErrorParser)
         argv = kwargs.get("args")
         self.command_line = list(sys.argv[1:] if argv is None else argv)
         self._checkpoint: dict[str, Any] | None = None  # the --ckpt_path file, between the two checks
