@@ -113,8 +113,6 @@ class TrainingModule(pl.LightningModule):
         self.val_nats = torchmetrics.CatMetric().set_dtype(torch.float64)  # per-sequence estimates n_i
         self.val_tokens = torchmetrics.CatMetric().set_dtype(torch.float64)  # their token counts L_i
         self.val_unigram_nats = torchmetrics.SumMetric().set_dtype(torch.float64)
-        self.val_prior_nats = torchmetrics.SumMetric().set_dtype(torch.float64)  # prior terms inside val_nats
-        self.reports_prior = False  # whether val_nats hold a prior term (logged beside the bound when True)
         self._unigram: Tensor | None = None  # (V,) log-probs of the training blocks' unigram model
         self.validation_result: dict[str, float] = {}  # the last validation's float64 values
         self.run_config: str | None = None  # YAML of the model and data config, set by the CLI

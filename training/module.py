@@ -10,10 +10,13 @@ and the optimiser minimises mean(nats) / L, nats per token. On the absorbing cha
 estimator (losses.MaskedCountEstimator, `train_estimator` / `val_estimator`) replaces t ~ sample_time by
 importance-sampled (t, x_t) with the same expectation and bounded terms: nats = weight * loss(...).
 Validation estimates the negative ELBO with an exponential moving average (EMA) of the weights and
-`val_time_samples` stratified draws per sequence (training/elbo.py). The per-sequence estimates are
-gathered with torchmetrics (whatever the batching and the number of devices) into bits/token = sum nats /
-sum tokens / ln 2 and its standard error (training.elbo.ratio_estimate), beside the cross-entropy of a
-unigram model of the training blocks on the same validation blocks.
+`val_time_samples` stratified draws per sequence (training/elbo.py), plus the t = 1 prior term
+KL(q(x_1 | x_0) || pi^L) of each sequence (losses.PriorKL; `prior_nats`), so that the logged value is a true
+upper bound; the term's size is logged beside it (val/prior_nats_per_token). The optimiser, EMA, schedule,
+validation sums and checkpoint metadata are the shared training path's (training/base_module.py). The
+per-sequence estimates are gathered with torchmetrics (whatever the batching and the number of devices)
+into bits/token = sum nats / sum tokens / ln 2 and its standard error (training.elbo.ratio_estimate), beside
+the cross-entropy of a unigram model of the training blocks on the same validation blocks.
 
 Randomness: the noise of a sequence at training batch k on rank r comes from generators seeded by
 (seed, k, r, hash of the sequence) (training/elbo.py seeded_noise), so it does not depend on the order of
@@ -28,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torchmetrics
 from torch import Tensor, nn
 
 import ctmc
@@ -116,7 +120,7 @@ class DiffusionModule(TrainingModule):
         self.train_estimator = self._estimator(train_estimator, "train_estimator")
         self.val_estimator = self._estimator(val_estimator, "val_estimator")
         self._prior_kl: losses.PriorKL | None = None  # built on first use (prior_nats)
-        self.reports_prior = True
+        self.val_prior_nats = torchmetrics.SumMetric().set_dtype(torch.float64)  # the prior terms inside val_nats
 
     # ----------------------------------------------------------------------------------------- checks
     def _estimator(self, choice: str, name: str) -> losses.MaskedCountEstimator | None:
