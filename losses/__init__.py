@@ -8,6 +8,7 @@
 - `PriorKL`, `forward_prior`: the t = 1 prior term that makes the ELBO a true bound.
 - `any_order_log_likelihood`, `denoiser_from_score_network`: exact fixed-order likelihood (absorbing chain).
 - `generative_perplexity`: gen-PPL of samples under an autoregressive judge, with its standard error.
+- `MaskedCountEstimator`: low-variance importance sampler of (t, x_t) over the masked count (absorbing chain).
 
 Every `forward(output, x0, x_t, t)` returns a (B,) per-sequence loss in nats whose expectation under
 `sample_time` is the negative ELBO (docs/losses.md).
@@ -18,6 +19,7 @@ from ctmc.radd import denoiser_to_score, score_to_denoiser
 from losses.any_order import any_order_log_likelihood, denoiser_from_score_network
 from losses.base import DiffusionLoss
 from losses.d3pm import D3PMLoss
+from losses.estimators import MaskedCountEstimator, NoiseDraw, stratified_counts
 from losses.generative_perplexity import GenerativePerplexity, generative_perplexity
 from losses.masked_denoising import MDLMNELBO, TDCE, LambdaDCE, MaskedDenoisingLoss
 from losses.metrics import bits_per_token, perplexity_bound
@@ -31,7 +33,9 @@ __all__ = [
     "DiffusionLoss",
     "GenerativePerplexity",
     "LambdaDCE",
+    "MaskedCountEstimator",
     "MaskedDenoisingLoss",
+    "NoiseDraw",
     "PriorKL",
     "ScoreEntropy",
     "any_order_log_likelihood",
@@ -45,4 +49,5 @@ __all__ = [
     "log_mask_ratio",
     "perplexity_bound",
     "score_to_denoiser",
+    "stratified_counts",
 ]

@@ -19,10 +19,13 @@ class DiffusionLoss(nn.Module):
 
     Subclasses set `output_kind` ("log_score", "log_probs" or "x0_logits"), `time_independent`, the output
     width `output_width` (n by default), and implement `_loss(output, x0, x_t, t) -> (B,)` on checked inputs.
+    `includes_prior` says whether the loss already holds the t = 1 prior term KL(q(x_1 | x0) || pi) (D3PM's
+    does); for the others the training path adds losses.PriorKL to every reported bound.
     """
 
     output_kind: str = ""
     time_independent: bool = False
+    includes_prior: bool = False
 
     def __init__(self, process: ctmc.ForwardProcess) -> None:
         super().__init__()
@@ -95,6 +98,14 @@ class DiffusionLoss(nn.Module):
     def _time_from_uniform(self, u: Tensor) -> Tensor:
         """Map u ~ U(0, 1] (float64) to the loss's time distribution; the identity gives uniform t."""
         return u
+
+    def time_density(self, t: Tensor) -> Tensor:
+        """p(t), the density of `sample_time`'s law at times t (N,) in (0, 1]; float64. Uniform: 1.
+
+        A subclass that changes `_time_from_uniform` gives its density here (importance weights need it:
+        losses.estimators).
+        """
+        return torch.ones_like(t, dtype=torch.float64)
 
     def extra_repr(self) -> str:
         return repr(self.process)

@@ -41,6 +41,7 @@ class D3PMLoss(DiffusionLoss):
 
     output_kind = "x0_logits"
     time_independent = False
+    includes_prior = True  # the KL(q(x_T | x0) || prior) term is part of the loss
 
     def __init__(self, process: ctmc.ForwardProcess, num_steps: int = 1000, hybrid_weight: float = 0.01) -> None:
         super().__init__(process)

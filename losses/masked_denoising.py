@@ -94,8 +94,13 @@ class LambdaDCE(MaskedDenoisingLoss):
         masked_fraction = -torch.expm1(-self.process.total(t))  # lambda(t)
         return self._lambda_max().to(t.dtype) / masked_fraction
 
+    def time_density(self, t: Tensor) -> Tensor:
+        """p(t) = lambda'(t) / lambda_1 with lambda'(t) = sigma(t) e^{-sigma-bar(t)}: lambda ~ U(0, lambda_1]."""
+        t = t.double()
+        return self.process.sigma(t) * torch.exp(-self.process.total(t)) / self._lambda_max()
+
     def _time_from_uniform(self, u: Tensor) -> Tensor:
         schedule = self.process.schedule
-        top = float(schedule.total(torch.tensor(1.0)))  # the bound inverse_total checks against
+        top = float(schedule.total(torch.tensor(1.0, dtype=torch.float64)))  # the bound inverse_total checks
         total = (-torch.log1p(-self._lambda_max() * u)).clamp(max=top)
         return schedule.inverse_total(total)

@@ -105,6 +105,20 @@ class DiT(nn.Module):
         elif not bool(torch.isfinite(sigma).all() & (sigma >= 0).all()):
             raise ValueError(f"sigma must be finite and >= 0, got min {float(sigma.min())}")
 
+    @torch.no_grad()
+    def init_output_bias(self, log_probs: Tensor) -> None:
+        """Start at the score of the clean-token distribution log_probs (V,) = (vocab_size - 1,), e.g. the log
+        unigram frequencies: with the absorbing parameterisation the score at a masked position is
+        p(y) / (e^sigma - 1) for f_y = log p(y) + log(vocab_size - 1) (module docstring); the mask column stays 0.
+        """
+        if not self.absorbing_parameterization:
+            raise ValueError("init_output_bias needs absorbing_parameterization=True (a masked position's score)")
+        if log_probs.shape != (self.vocab_size - 1,):
+            raise ValueError(
+                f"log_probs must have shape (vocab_size - 1,) = ({self.vocab_size - 1},), got {tuple(log_probs.shape)}"
+            )
+        self.trunk.output_bias[:-1].copy_(log_probs + math.log(self.vocab_size - 1))
+
     def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
         """log s_theta(x, sigma): x (B, L) long in [0, vocab_size); sigma (B,) float, the total noise
         sigma-bar(t). Returns (B, L, vocab_size) float32 (float64 for a float64 model), 0 at [b, l, x[b, l]].

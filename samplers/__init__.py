@@ -8,6 +8,7 @@ a `Denoiser` (p(x_0 | x_t), absorbing chain), or a bare score callable.
 Depends on torch and ctmc only (no Lightning, no tokenizer).
 """
 
+from samplers.autoregressive import ancestral_sample
 from samplers.base import Sampler, SamplingResult
 from samplers.decoding import Decoding
 from samplers.euler import EulerSampler
@@ -33,6 +34,7 @@ __all__ = [
     "TauLeapingSampler",
     "TrapezoidalSampler",
     "TweedieSampler",
+    "ancestral_sample",
     "as_model",
     "unigram_entropy",
 ]

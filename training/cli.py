@@ -4,7 +4,9 @@
     lightning sample --ckpt_path logs/.../last.ckpt [--steps 128 --prefix "ROMEO:"]   (training/sample.py)
     lightning evaluate --ckpt_path logs/.../last.ckpt --text some.txt [--time_samples 8]  (training/evaluate.py)
 
-fit/validate/test/predict are LightningCLI's over `DiffusionModule` and `training.data.TextDataModule`;
+fit/validate/test/predict are LightningCLI's over a `training.base_module.TrainingModule` (the one training
+path: `model.class_path` picks the objective, `DiffusionModule` when the config names none, e.g.
+configs/sedd.yaml; `training.autoregressive.ARModule` in configs/ar.yaml) and `training.data.TextDataModule`;
 the vocabulary size is linked from the data module to the module (written once), the atomic checkpoint and
 the sample logger are configurable callbacks (`checkpoint.*`, `samples.*`). Errors in the configuration's
 values (a missing corpus, a sequence longer than the network accepts) and every bad `--ckpt_path` are
@@ -23,7 +25,7 @@ import shlex
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 from jsonargparse import DefaultHelpFormatter
@@ -31,12 +33,13 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from training.base_module import CONFIG_KEY, TrainingModule, article, kind_config
 from training.checkpoint import AtomicModelCheckpoint
 from training.data import TextDataModule
-from training.module import CONFIG_KEY, DiffusionModule
 from training.restore import fail, read_checkpoint
 from training.sample_logging import SampleLogger
 
+DEFAULT_MODEL = "training.module.DiffusionModule"  # the objective of a config whose model names no class_path
 DEFAULT_ROOT = "logs"  # where logs, checkpoints and samples go unless --trainer.default_root_dir says otherwise
 EPILOG = """other subcommands (their own options: `lightning sample --help`, `lightning evaluate --help`):
   sample     Write text sampled from a trained checkpoint (training/sample.py).
@@ -55,6 +58,25 @@ def default_loggers(save_dir: str = DEFAULT_ROOT) -> list[dict[str, Any]]:
             {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"save_dir": save_dir}}
         )
     return loggers
+
+
+NOISE_LINES = ("Does not validate against any of the Union subtypes", "Subtypes:", "Errors:", "Given value",
+               "Expected a <class 'NoneType'>")  # jsonargparse's account of the subclass union, not the cause
+
+
+def one_line(message: str) -> str:
+    """jsonargparse's multi-line account of a bad value on one line: the lines that name the cause, joined."""
+    lines = [line.strip().removeprefix("- ").strip() for line in message.splitlines()]
+    kept = [line for line in lines if line and not line.startswith(NOISE_LINES)]
+    return " ".join(kept)
+
+
+class OneLineErrorParser(LightningArgumentParser):
+    """LightningArgumentParser whose `error: ...` is one line (a bad key under the `model` class_path union
+    would otherwise print the union's subtypes and the given value on further lines)."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        super().error(one_line(message), ex)
 
 
 class HelpFormatter(DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -87,6 +109,7 @@ class DiffusionCLI(LightningCLI):
     logger following --trainer.default_root_dir, and a summary (with exit status) at the end of fit."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("parser_class", OneLineErrorParser)
         argv = kwargs.get("args")
         self.command_line = list(sys.argv[1:] if argv is None else argv)
         self._checkpoint: dict[str, Any] | None = None  # the --ckpt_path file, between the two checks
@@ -94,7 +117,8 @@ class DiffusionCLI(LightningCLI):
         super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
+        parser.link_arguments("data.vocab_size", "model.init_args.vocab_size", apply_on="instantiate")
+        parser.set_defaults({"model": {"class_path": DEFAULT_MODEL}})
         parser.add_lightning_class_args(AtomicModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(SampleLogger, "samples")
 
@@ -106,7 +130,7 @@ class DiffusionCLI(LightningCLI):
         """Check --ckpt_path first (LightningCLI reads it right after parsing, with no error handling).
 
         LightningCLI's own step then merges the checkpoint's `hyper_parameters` into the config; a checkpoint
-        of DiffusionModule has none (its config is stored under CONFIG_KEY), so it runs only when some exist.
+        of a TrainingModule has none (its config is stored under CONFIG_KEY), so it runs only when some exist.
         """
         try:
             self.check_checkpoint_file()
@@ -163,6 +187,13 @@ class DiffusionCLI(LightningCLI):
         if path is None or checkpoint is None:
             return
         stored = checkpoint.get(CONFIG_KEY, {})
+        kind = stored.get("kind", "diffusion")  # checkpoints written before the kind was stored: diffusion
+        if kind != self.model.KIND:
+            raise ValueError(
+                f"ckpt_path={path} holds {article(kind)} {kind} model, but the config builds "
+                f"{article(self.model.KIND)} {self.model.KIND} model; use the config the checkpoint was trained with "
+                f"({kind_config(kind)})"
+            )
         if stored.get("vocab_size", self.model.vocab_size) != self.model.vocab_size:
             raise ValueError(
                 f"ckpt_path={path} was trained with vocab_size {stored['vocab_size']}, but data.tokenizer gives "
@@ -245,10 +276,12 @@ def state_dict_mismatch(stored: dict[str, Any], expected: dict[str, Any]) -> str
 
 
 def run_lightning(args: Sequence[str] | None = None) -> DiffusionCLI:
-    """LightningCLI over DiffusionModule and TextDataModule; returns the CLI (its .trainer, .model)."""
+    """LightningCLI over the TrainingModule subclasses (default DiffusionModule) and TextDataModule; returns
+    the CLI (its .trainer, .model)."""
     return DiffusionCLI(
-        DiffusionModule,
+        TrainingModule,
         TextDataModule,
+        subclass_mode_model=True,
         args=None if args is None else list(args),
         trainer_defaults={"logger": default_loggers(), "default_root_dir": DEFAULT_ROOT},
         save_config_kwargs={"overwrite": True},

@@ -2,19 +2,24 @@
 
 For a loss whose expectation over its own time sampler and x_t ~ q(x_t | x_0) is the negative ELBO (in
 nats per sequence), K stratified times t_k = sample_time(K, antithetic=True) and one x_t per time give the
-unbiased estimate (1/K) sum_k loss(x_0, x_t^k, t_k) >= -log p_theta(x_0). The times and x_t of a sequence
-come from a generator seeded by (seed, hash of the sequence), so the estimate of a sequence does not depend
-on its batch, its position in the batch, or the device that evaluates it.
+unbiased estimate (1/K) sum_k loss(x_0, x_t^k, t_k) >= -log p_theta(x_0). With a
+`losses.MaskedCountEstimator` (absorbing chain) the K draws are stratified over the number of masked tokens
+instead, and each loss is multiplied by its importance weight: the same expectation with bounded terms
+(docs/losses.md). The draws of a sequence come from generators seeded by (seed, hash of the sequence), so
+the estimate of a sequence does not depend on its batch, its position in the batch, or the device that
+evaluates it. `ratio_estimate` turns per-sequence estimates into nats/token with a standard error.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from ctmc import ForwardProcess
+from losses.estimators import MaskedCountEstimator, NoiseDraw, stratified_counts
 from training.seeding import content_seeds, seeded_generator
 
 Network = Callable[[Tensor, Tensor], Tensor]
@@ -45,6 +50,36 @@ def seeded_noise(
     return torch.cat(times), torch.cat(noisy)
 
 
+def seeded_count_noise(
+    estimator: MaskedCountEstimator,
+    time_density: Callable[[Tensor], Tensor],
+    x0: Tensor,
+    num_draws: int,
+    stratify_rows: bool,
+    *seed_parts: int,
+) -> NoiseDraw:
+    """Masked-count draws (losses.MaskedCountEstimator) with each sequence's noise seeded by its content.
+
+    x0: (B, L) long. Each row gets K = num_draws masked counts stratified over 1..L (`stratified_counts`)
+    and its t, subset and weight from a generator seeded by (seed_parts, hash of the row). With
+    stratify_rows (K = 1, training) the counts are stratified over the rows instead: the row whose hash
+    ranks b-th gets 1 + floor(L (u + b) / B), u from a generator seeded by seed_parts, so that the batch
+    covers 1..L evenly whatever the order of its rows. Returns draws of B K rows, grouped by sequence.
+    """
+    rows, length = x0.shape
+    seeds = content_seeds(x0)
+    if stratify_rows:
+        ranks = torch.tensor(seeds).argsort().argsort()
+        shared = stratified_counts(rows, length, seeded_generator("cpu", *seed_parts))
+        row_counts = [shared[rank].reshape(1) for rank in ranks.tolist()]
+    draws = []
+    for index, (row, row_seed) in enumerate(zip(x0, seeds, strict=True)):
+        generator = seeded_generator("cpu", *seed_parts, row_seed)
+        counts = row_counts[index] if stratify_rows else stratified_counts(num_draws, length, generator)
+        draws.append(estimator.sample(row.expand(counts.numel(), length), counts, time_density, generator))
+    return NoiseDraw(*(torch.cat([getattr(draw, name) for draw in draws]) for name in ("t", "x_t", "weight")))
+
+
 def sequence_negative_elbo(
     process: ForwardProcess,
     loss: Callable[[Tensor, Tensor, Tensor, Tensor], Tensor],
@@ -53,17 +88,49 @@ def sequence_negative_elbo(
     x0: Tensor,
     num_time_samples: int,
     seed: int,
+    estimator: MaskedCountEstimator | None = None,
 ) -> Tensor:
-    """Per-sequence, per-time-sample negative ELBO terms loss(network(x_t, total(t)), x0, x_t, t).
+    """Per-sequence, per-draw negative ELBO terms weight * loss(network(x_t, total(t)), x0, x_t, t).
 
     process: the forward process; loss: (output, x0, x_t, t) -> (N,) nats; sample_time: the loss's
     `sample_time(n, device=, generator=, antithetic=)`; network: (x_t (N, L), total noise (N,)) -> output.
-    x0: (B, L) long. Returns (B, K) nats, K = num_time_samples; row means estimate the negative ELBO.
+    x0: (B, L) long. estimator: None draws K = num_time_samples stratified times from sample_time (weight
+    1); a MaskedCountEstimator draws K stratified masked counts (the loss's `time_density` gives the weights).
+    Returns (B, K) nats (float64 with an estimator); row means estimate the negative ELBO.
     """
     if isinstance(num_time_samples, bool) or not isinstance(num_time_samples, int) or num_time_samples < 1:
         raise ValueError(f"num_time_samples must be an int >= 1, got {num_time_samples!r}")
     batch = x0.shape[0]
-    t, x_t = seeded_noise(process, sample_time, x0, num_time_samples, True, seed)
     clean = x0.repeat_interleave(num_time_samples, dim=0)
-    nats = loss(network(x_t, process.total(t)), clean, x_t, t)
+    if estimator is None:
+        t, x_t = seeded_noise(process, sample_time, x0, num_time_samples, True, seed)
+        nats = loss(network(x_t, process.total(t)), clean, x_t, t)
+    else:
+        draw = seeded_count_noise(estimator, loss.time_density, x0, num_time_samples, False, seed)
+        nats = draw.weight * loss(network(draw.x_t, process.total(draw.t)), clean, draw.x_t, draw.t).double()
     return nats.reshape(batch, num_time_samples)
+
+
+@dataclass
+class RatioEstimate:
+    """R = sum(values) / sum(counts) and its delta-method standard error (None with fewer than 2 sequences)."""
+
+    value: float
+    standard_error: float | None
+
+
+def ratio_estimate(values: Tensor, counts: Tensor) -> RatioEstimate:
+    """The ratio of sums R = sum n_i / sum L_i and SE(R) = sqrt(sum (n_i - R L_i)^2 / (N (N-1))) / mean(L).
+
+    values: (N,) per-sequence estimates n_i; counts: (N,) positive weights L_i (tokens). float64 throughout.
+    """
+    n = values.double()
+    weights = counts.double()
+    if n.dim() != 1 or n.shape != weights.shape or n.numel() == 0:
+        raise ValueError("values and counts must be non-empty (N,) tensors of the same shape")
+    ratio = n.sum() / weights.sum()
+    if n.numel() < 2:
+        return RatioEstimate(float(ratio), None)
+    residual = n - ratio * weights
+    variance = residual.square().sum() / (n.numel() * (n.numel() - 1)) / weights.mean().square()
+    return RatioEstimate(float(ratio), float(variance.sqrt()))

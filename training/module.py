@@ -6,10 +6,17 @@ the number of states it reads, and optionally a sampler for periodic samples. On
 
     t ~ loss.sample_time(B),  x_t ~ P(0, t)[x_0, :],  nats = loss(network(x_t, sigma-bar(t)), x_0, x_t, t)
 
-and the optimiser minimises mean(nats) / L, nats per token. Validation estimates the negative ELBO with an
-exponential moving average (EMA) of the weights and stratified times (training/elbo.py), aggregated as
-sums of nats and of tokens with torchmetrics, so that bits/token = sum nats / sum tokens / ln 2 whatever the
-batching and the number of devices.
+and the optimiser minimises mean(nats) / L, nats per token. On the absorbing chain the masked-count
+estimator (losses.MaskedCountEstimator, `train_estimator` / `val_estimator`) replaces t ~ sample_time by
+importance-sampled (t, x_t) with the same expectation and bounded terms: nats = weight * loss(...).
+Validation estimates the negative ELBO with an exponential moving average (EMA) of the weights and
+`val_time_samples` stratified draws per sequence (training/elbo.py), plus the t = 1 prior term
+KL(q(x_1 | x_0) || pi^L) of each sequence (losses.PriorKL; `prior_nats`), so that the logged value is a true
+upper bound; the term's size is logged beside it (val/prior_nats_per_token). The optimiser, EMA, schedule,
+validation sums and checkpoint metadata are the shared training path's (training/base_module.py). The
+per-sequence estimates are gathered with torchmetrics (whatever the batching and the number of devices)
+into bits/token = sum nats / sum tokens / ln 2 and its standard error (training.elbo.ratio_estimate), beside
+the cross-entropy of a unigram model of the training blocks on the same validation blocks.
 
 Randomness: the noise of a sequence at training batch k on rank r comes from generators seeded by
 (seed, k, r, hash of the sequence) (training/elbo.py seeded_noise), so it does not depend on the order of
@@ -20,12 +27,9 @@ end of an epoch's last batch (ModelCheckpoint every_n_train_steps) continues exa
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 import torchmetrics
 from torch import Tensor, nn
@@ -34,23 +38,20 @@ import ctmc
 import losses
 import models
 import samplers
-from training.elbo import seeded_noise, sequence_negative_elbo
-from training.ema import frozen_copy, update_average
-from training.lr_schedule import Decay, warmup_decay
+from training.base_module import (  # noqa: F401 (CONFIG_KEY, unigram_log_probs, _max_length: names kept here)
+    CONFIG_KEY,
+    UNIGRAM_PSEUDO_COUNT,
+    TrainingModule,
+    _max_length,
+    unigram_log_probs,
+)
+from training.elbo import seeded_count_noise, seeded_noise, sequence_negative_elbo
+from training.lr_schedule import Decay
 
-CONFIG_KEY = "ctmc_training"  # checkpoint entry: {"vocab_size": int, "config": YAML of model and data}
-
-
-def _max_length(network: nn.Module) -> int | None:
-    """The longest sequence the network accepts (its or its trunk's `max_length`), None if it declares none."""
-    for owner in (network, getattr(network, "trunk", None)):
-        value = getattr(owner, "max_length", None)
-        if isinstance(value, int):
-            return value
-    return None
+ESTIMATORS = ("auto", "time", "masked_count")
 
 
-class DiffusionModule(pl.LightningModule):
+class DiffusionModule(TrainingModule):
     """Train `network` on `loss` for the forward process (rate_matrix(vocab_size), schedule).
 
     vocab_size: clean tokens V; in the CLI it is linked from the data module, written nowhere else.
@@ -65,8 +66,16 @@ class DiffusionModule(pl.LightningModule):
         decay runs until trainer.max_steps (or the estimated number of steps).
     ema_decay: the EMA of the weights used for validation and sampling (0 disables averaging).
     seed: seeds the training noise (with the step and rank) and the validation noise (with the sequence).
-    val_time_samples: stratified times per validation sequence.
+    val_time_samples: stratified draws (times, or masked counts) per validation sequence; 16 gives the
+        standard error of configs/sedd.yaml's bound 0.03 bits/token (docs/training.md, Estimator).
+    train_estimator, val_estimator: "time" (t ~ loss.sample_time), "masked_count" (losses.MaskedCountEstimator:
+        the absorbing chain only) or "auto" (masked_count on the absorbing chain, else time). Training with
+        masked_count stratifies the counts over the batch; all choices have the same expectation.
+    unigram_output_bias: at the start of `fit`, set the network's (and EMA's) output bias so that it starts
+        as the unigram model of the training blocks (the network's `init_output_bias`; add-1/2 counts).
     """
+
+    KIND = "diffusion"
 
     def __init__(
         self,
@@ -85,65 +94,46 @@ class DiffusionModule(pl.LightningModule):
         min_lr_ratio: float = 0.0,
         ema_decay: float = 0.9999,
         seed: int = 0,
-        val_time_samples: int = 1,
+        val_time_samples: int = 16,
+        train_estimator: str = "auto",
+        val_estimator: str = "auto",
+        unigram_output_bias: bool = False,
     ) -> None:
-        super().__init__()
-        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
-            raise ValueError(f"model.vocab_size must be an int >= 1, got {vocab_size!r}; link it from the data")
-        if not 0.0 <= ema_decay < 1.0:
-            raise ValueError(f"model.ema_decay must lie in [0, 1), got {ema_decay!r}; SEDD uses 0.9999")
-        if not lr > 0.0:
-            raise ValueError(f"model.lr must be > 0, got {lr!r}")
-        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
-            raise ValueError(f"model.warmup_steps must be an int >= 0, got {warmup_steps!r}")
-        if decay not in ("cosine", "linear", "constant"):
-            raise ValueError(f"model.decay must be 'cosine', 'linear' or 'constant', got {decay!r}")
+        super().__init__(
+            vocab_size, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, warmup_steps=warmup_steps,
+            decay=decay, min_lr_ratio=min_lr_ratio, ema_decay=ema_decay, seed=seed,
+            unigram_output_bias=unigram_output_bias,
+        )
         if isinstance(val_time_samples, bool) or not isinstance(val_time_samples, int) or val_time_samples < 1:
             raise ValueError(f"model.val_time_samples must be an int >= 1, got {val_time_samples!r}")
-        self.vocab_size = vocab_size
+        for name, value in (("train_estimator", train_estimator), ("val_estimator", val_estimator)):
+            if value not in ESTIMATORS:
+                raise ValueError(f"model.{name} must be one of {', '.join(ESTIMATORS)}, got {value!r}")
         self.process = ctmc.ForwardProcess(rate_matrix(vocab_size), schedule or ctmc.LogLinear())
         self.loss = loss(self.process)
         if not isinstance(self.loss, losses.DiffusionLoss):
             raise TypeError(f"model.loss must build a losses.DiffusionLoss, got {type(self.loss).__name__}")
-        self.network = network(vocab_size if self.loss.time_independent else self.process.num_states)
-        self.ema = frozen_copy(self.network)
+        self.set_network(network(vocab_size if self.loss.time_independent else self.process.num_states))
         self._sampler_factory = sampler
         self._sampler: samplers.Sampler | None = None
-        self.optimizer_options = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay}
-        self.schedule_options = {"warmup_steps": warmup_steps, "decay": decay, "min_ratio": min_lr_ratio}
-        self.ema_decay = ema_decay
-        self.seed = seed
         self.val_time_samples = val_time_samples
-        self.val_nats = torchmetrics.SumMetric().set_dtype(torch.float64)
-        self.val_tokens = torchmetrics.SumMetric().set_dtype(torch.float64)
-        self.validation_result: dict[str, float] = {}  # the last validation's float64 values
-        self.run_config: str | None = None  # YAML of the model and data config, set by the CLI
-        self._batch_start = 0.0
+        self.train_estimator = self._estimator(train_estimator, "train_estimator")
+        self.val_estimator = self._estimator(val_estimator, "val_estimator")
+        self._prior_kl: losses.PriorKL | None = None  # built on first use (prior_nats)
+        self.val_prior_nats = torchmetrics.SumMetric().set_dtype(torch.float64)  # the prior terms inside val_nats
 
     # ----------------------------------------------------------------------------------------- checks
-    def check_data(self, vocab_size: int, seq_len: int) -> None:
-        """Raise ValueError (one line, naming the key to change) unless the data fits this model."""
-        if vocab_size != self.vocab_size:
+    def _estimator(self, choice: str, name: str) -> losses.MaskedCountEstimator | None:
+        """The MaskedCountEstimator for `choice` ("masked_count", or "auto" on the absorbing chain), else None."""
+        absorbing = self.process.rate_matrix.score_factorises  # the pure absorbing chain
+        if choice == "masked_count" and not (absorbing and isinstance(self.loss, losses.DiffusionLoss)):
             raise ValueError(
-                f"the data's tokenizer has vocab_size {vocab_size} but the model was built for {self.vocab_size}; "
-                "use the tokenizer the model was trained with (data.tokenizer)"
+                f"model.{name}=masked_count needs the absorbing chain (ctmc.Absorbing), got "
+                f"{type(self.process.rate_matrix).__name__}; use {name}=time"
             )
-        max_length = _max_length(self.network)
-        if max_length is not None and seq_len > max_length:
-            raise ValueError(
-                f"data.seq_len={seq_len} is larger than the network's max_length={max_length}; "
-                f"lower data.seq_len or set model.network.init_args.max_length >= {seq_len}"
-            )
-
-    @property
-    def max_length(self) -> int | None:
-        """The longest sequence the network accepts (None if it declares none)."""
-        return _max_length(self.network)
-
-    def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None and hasattr(datamodule, "vocab_size"):
-            self.check_data(datamodule.vocab_size, datamodule.hparams.seq_len)
+        if choice == "masked_count" or (choice == "auto" and absorbing):
+            return losses.MaskedCountEstimator(self.process)
+        return None
 
     # --------------------------------------------------------------------------------------- networks
     def sampling_model(self) -> samplers.ConcreteScore | samplers.Denoiser:
@@ -174,107 +164,68 @@ class DiffusionModule(pl.LightningModule):
             self.sampling_model(), batch_size, length, generator=generator, device=self.device, **options
         )
 
-    def train(self, mode: bool = True) -> DiffusionModule:
-        """nn.Module.train, except that the EMA copy always stays in eval mode (no dropout in sampling)."""
-        super().train(mode)
-        self.ema.eval()
-        return self
-
     # --------------------------------------------------------------------------------------- training
-    def on_train_start(self) -> None:
-        """After a resume at epoch e > 0, replay the training shuffle to where an uninterrupted run has it.
-
-        Lightning restores neither the sampler's generator nor its position. The data module seeds the
-        shuffle generator with its `seed` once; an uninterrupted run has drawn e epochs' permutations from it
-        at the start of epoch e, so the generator is reseeded and e epochs of the sampler are drawn and
-        discarded. (Resuming mid-epoch is not exact; Lightning warns about it.)
-        """
-        epochs = self.current_epoch
-        loader = self.trainer.train_dataloader
-        sampler = getattr(getattr(loader, "batch_sampler", None), "sampler", None) or getattr(loader, "sampler", None)
-        generator = getattr(sampler, "generator", None)
-        if epochs == 0 or not isinstance(generator, torch.Generator):
-            return
-        generator.manual_seed(getattr(getattr(self.trainer, "datamodule", None), "seed", 0))
-        for _ in range(epochs):
-            for _ in sampler:
-                pass
-
-    def on_train_batch_start(self, batch: Tensor, batch_idx: int) -> None:
-        self._batch_start = time.perf_counter()
-
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         """mean over the batch of loss(network(x_t, sigma-bar(t)), x_0, x_t, t) / L: nats per token."""
         x0 = batch
         length = x0.shape[1]
         step_index = self.trainer.fit_loop.epoch_loop.total_batch_idx
-        t, x_t = seeded_noise(
-            self.process, self.loss.sample_time, x0, 1, False, self.seed, step_index, self.global_rank
-        )
-        nats = self.loss(self.network(x_t, self.process.total(t)), x0, x_t, t)  # (B,)
+        seeds = (self.seed, step_index, self.global_rank)
+        if self.train_estimator is None:
+            t, x_t = seeded_noise(self.process, self.loss.sample_time, x0, 1, False, *seeds)
+            nats = self.loss(self.network(x_t, self.process.total(t)), x0, x_t, t)  # (B,)
+        else:
+            draw = seeded_count_noise(self.train_estimator, self.loss.time_density, x0, 1, True, *seeds)
+            output = self.network(draw.x_t, self.process.total(draw.t))
+            nats = draw.weight.to(output.dtype) * self.loss(output, x0, draw.x_t, draw.t)  # (B,)
         loss = nats.mean() / length
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/nats_per_sequence", nats.mean().detach())
         self.log("train/lr", self.optimizers().param_groups[0]["lr"])
         return loss
 
-    def on_train_batch_end(self, outputs: Any, batch: Tensor, batch_idx: int) -> None:
-        elapsed = time.perf_counter() - self._batch_start
-        self.log("train/tokens_per_s", batch.numel() * self.trainer.world_size / max(elapsed, 1e-9))
-
-    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
-        """The optimiser step, then the EMA update (before any callback's on_train_batch_end checkpoints)."""
-        super().optimizer_step(*args, **kwargs)
-        update_average(self.ema, self.network, self.ema_decay)
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = torch.optim.AdamW(self.network.parameters(), **self.optimizer_options)
-        total = self.trainer.max_steps if self.trainer.max_steps > 0 else int(self.trainer.estimated_stepping_batches)
-        factor = partial(warmup_decay, total_steps=total, **self.schedule_options)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
     # ------------------------------------------------------------------------------------- validation
-    def _negative_elbo(self, x0: Tensor) -> Tensor:
-        """(B, K) nats of the EMA network on x0 (B, L); see training.elbo.sequence_negative_elbo."""
+    def negative_elbo_draws(self, x0: Tensor, num_draws: int | None = None, seed: int | None = None) -> Tensor:
+        """(B, K) negative-ELBO draws (nats) of the EMA network on x0 (B, L), K = num_draws (val_time_samples).
+
+        Row means are unbiased per-sequence estimates; draws are seeded by (seed, sequence content) and use
+        `val_estimator` (training.elbo.sequence_negative_elbo). `lightning evaluate` calls this too.
+        """
         return sequence_negative_elbo(
-            self.process, self.loss, self.loss.sample_time, self.ema, x0, self.val_time_samples, self.seed
+            self.process, self.loss, self.loss.sample_time, self.ema, x0,
+            self.val_time_samples if num_draws is None else num_draws, self.seed if seed is None else seed,
+            estimator=self.val_estimator,
         )
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
-        nats = self._negative_elbo(batch).mean(dim=1)  # (B,) per-sequence estimates
-        self.val_nats.update(nats.double().sum())
-        self.val_tokens.update(torch.tensor(float(batch.numel()), dtype=torch.float64, device=batch.device))
+        prior = self.prior_nats(batch)  # (B,) the t = 1 prior term, so that the logged value is a true bound
+        nats = self.negative_elbo_draws(batch).mean(dim=1) + prior  # (B,) per-sequence estimates
+        self.val_prior_nats.update(prior.sum())
+        self.val_nats.update(nats.double())
+        self.val_tokens.update(torch.full_like(nats, float(batch.shape[1]), dtype=torch.float64))
+        if self._unigram is not None:
+            unigram = self._unigram.to(batch.device)[batch]
+            self.val_unigram_nats.update(-unigram.sum())
+
+
+    def prior_nats(self, x0: Tensor) -> Tensor:
+        """(B,) float64 prior term KL(p_{1|0}(. | x0) || pi^L) per sequence (losses.PriorKL with the forward
+        prior), 0 for a loss that already holds it (`loss.includes_prior`, D3PM). Added to every reported bound."""
+        if self.loss.includes_prior:
+            return torch.zeros(x0.shape[0], dtype=torch.float64, device=x0.device)
+        if self._prior_kl is None:
+            self._prior_kl = losses.PriorKL(self.process)
+        return self._prior_kl(x0).to(x0.device)
 
     def on_validation_epoch_end(self) -> None:
-        nats, tokens = self.val_nats.compute(), self.val_tokens.compute()  # summed over batches and devices
-        self.val_nats.reset()
-        self.val_tokens.reset()
-        if float(tokens) == 0.0:
-            return
-        self.validation_result = {
-            "nats": float(nats),
-            "tokens": float(tokens),
-            "bits_per_token": float(losses.bits_per_token(nats, tokens)),
-            "perplexity_bound": float(losses.perplexity_bound(nats, tokens)),
-        }
-        self.log("val/nats_per_token", nats / tokens, sync_dist=False)
-        self.log("val/bits_per_token", losses.bits_per_token(nats, tokens), prog_bar=True, sync_dist=False)
-        self.log("val/perplexity_bound", losses.perplexity_bound(nats, tokens), sync_dist=False)
+        """The shared sums (TrainingModule.on_validation_epoch_end), then the prior term's size beside them."""
+        prior = self.val_prior_nats.compute()
+        self.val_prior_nats.reset()
+        super().on_validation_epoch_end()
+        tokens = self.validation_result.get("tokens")
+        if tokens:
+            self.validation_result["prior_nats_per_token"] = float(prior) / tokens
+            self.log("val/prior_nats_per_token", self.validation_result["prior_nats_per_token"], sync_dist=False)
 
     test_step = validation_step
     on_test_epoch_end = on_validation_epoch_end
-
-    # ------------------------------------------------------------------------------------ checkpoints
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[CONFIG_KEY] = {"vocab_size": self.vocab_size, "config": self.run_config}
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        stored = checkpoint.get(CONFIG_KEY, {})
-        if stored.get("vocab_size", self.vocab_size) != self.vocab_size:
-            raise ValueError(
-                f"the checkpoint was trained with vocab_size {stored['vocab_size']}, this run has "
-                f"{self.vocab_size}; use the checkpoint's data.tokenizer"
-            )
-
-

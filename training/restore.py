@@ -1,10 +1,11 @@
-"""Rebuild a trained `DiffusionModule` from a checkpoint, for the commands that read one (sample, evaluate).
+"""Rebuild a trained module (`DiffusionModule`, `ARModule`) from a checkpoint, for `sample` and `evaluate`.
 
 A checkpoint written by `lightning fit` holds the weights (network and EMA) in `state_dict` and, under
-`training.module.CONFIG_KEY`, the vocabulary size and the YAML of the run's `model` and `data` sections. The
-module is rebuilt from that YAML through the constructor signatures (jsonargparse, as LightningCLI does, so
-`class_path`/`init_args` mean the same here), or from the `model`/`data` sections of a config file given
-instead. The checkpoint is read with `torch.load(..., weights_only=True)`: no pickled code runs.
+`training.module.CONFIG_KEY`, the vocabulary size, the model kind (which module class to build) and the YAML
+of the run's `model` and `data` sections. The module is rebuilt from that YAML through the constructor
+signatures (jsonargparse, as LightningCLI does, so `class_path`/`init_args` mean the same here), or from the
+`model`/`data` sections of a config file given instead. The checkpoint is read with
+`torch.load(..., weights_only=True)`: no pickled code runs.
 
 `CommandParser` is the argument parser of those commands: every bad option or value ends the command with
 one line on stderr, `error: <what is wrong and what to change>`, and exit status 2, as the LightningCLI
@@ -24,8 +25,10 @@ import torch
 import yaml
 from jsonargparse import ArgumentParser
 
+from training.autoregressive import ARModule
+from training.base_module import CONFIG_KEY, TrainingModule, article
 from training.data import TextDataModule
-from training.module import CONFIG_KEY, DiffusionModule
+from training.module import DiffusionModule
 from training.tokenizers import Tokenizer, tokenizer_from_name
 
 
@@ -33,16 +36,29 @@ from training.tokenizers import Tokenizer, tokenizer_from_name
 class TrainedModel:
     """A module restored for inference (eval mode, on `device`), with what it was trained on.
 
-    module: the DiffusionModule (its `ema` holds the averaged weights); tokenizer: the data's tokenizer;
+    module: the DiffusionModule or ARModule (its `ema` holds the averaged weights); kind: its KIND
+    ("diffusion", "autoregressive"); tokenizer: the data's tokenizer;
     tokenizer_name: "gpt2" or "char"; seq_len: the training block length; max_length: the longest sequence
     the network accepts (None if it declares none).
     """
 
-    module: DiffusionModule
+    module: TrainingModule
     tokenizer: Tokenizer
     tokenizer_name: str
     seq_len: int
     max_length: int | None
+
+    @property
+    def kind(self) -> str:
+        """The model kind: "diffusion" or "autoregressive"."""
+        return self.module.KIND
+
+    def require_kind(self, kind: str, what: str) -> None:
+        """Raise ValueError (one line) unless the module is of `kind`; `what` names the option that needs it."""
+        if self.kind != kind:
+            raise ValueError(
+                f"{what} needs {article(kind)} {kind} checkpoint, but it holds {article(self.kind)} {self.kind} model"
+            )
 
     def check_length(self, length: int, option: str) -> None:
         """Raise ValueError naming `option` unless 1 <= length <= max_length."""
@@ -55,10 +71,13 @@ class TrainedModel:
             )
 
 
-def _config_parser() -> ArgumentParser:
+MODULE_CLASSES: dict[str, type[TrainingModule]] = {"diffusion": DiffusionModule, "autoregressive": ARModule}
+
+
+def _config_parser(module_class: type[TrainingModule]) -> ArgumentParser:
     """Parser of the `model` (without vocab_size) and `data` sections, with the constructors' defaults."""
     parser = ArgumentParser(exit_on_error=False)
-    parser.add_class_arguments(DiffusionModule, "model", skip={"vocab_size"}, instantiate=False)
+    parser.add_class_arguments(module_class, "model", skip={"vocab_size"}, instantiate=False)
     parser.add_class_arguments(TextDataModule, "data", instantiate=False)
     return parser
 
@@ -123,7 +142,21 @@ def load_trained(ckpt_path: str | Path, config: str | None = None, device: str |
     path = Path(ckpt_path)
     checkpoint = read_checkpoint(path)
     sections = _sections(checkpoint, path, config)
-    parser = _config_parser()
+    kind = checkpoint.get(CONFIG_KEY, {}).get("kind", "diffusion")  # written before kinds were stored: diffusion
+    if kind not in MODULE_CLASSES:
+        raise ValueError(f"ckpt_path: unknown model kind {kind!r}; give a checkpoint written by `lightning fit`")
+    module_class = MODULE_CLASSES[kind]
+    model = sections["model"]
+    if isinstance(model, dict) and "class_path" in model:  # the CLI's subclass form: class_path + init_args
+        named = str(model["class_path"]).rpartition(".")[2]
+        if named != module_class.__name__:
+            raise ValueError(
+                f"config: model.class_path {model['class_path']!r} does not match the checkpoint's {kind} model "
+                f"({module_class.__name__}); pass the config the checkpoint was trained with"
+            )
+        sections["model"] = model.get("init_args") or {}
+    sections["model"].pop("vocab_size", None)
+    parser = _config_parser(module_class)
     try:
         namespace = parser.parse_object(sections)
         instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes
@@ -138,7 +171,7 @@ def load_trained(ckpt_path: str | Path, config: str | None = None, device: str |
             f"ckpt_path: trained with vocab_size {vocab_size}, but data.tokenizer={built.data.tokenizer!r} has "
             f"{tokenizer.vocab_size}; pass the config the checkpoint was trained with"
         )
-    module = DiffusionModule(vocab_size=vocab_size, **vars(built.model))
+    module = module_class(vocab_size=vocab_size, **vars(built.model))
     try:
         module.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:

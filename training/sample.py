@@ -13,6 +13,11 @@ first gaps take one more when it does not divide). Fixed positions are never cha
 (`samplers.Sampler.generate(given=..., tokens=...)`), so a prefix is kept verbatim (with GPT-2's BPE, a space
 that ends a piece before a gap is left to the gap's first token: see `template_pieces`).
 
+On an autoregressive checkpoint (configs/ar.yaml) the samples are drawn ancestrally, one token per network
+call (samplers.ancestral_sample), with the same --temperature / --top_k / --top_p / --greedy and a --prefix
+(encoded as a whole, kept verbatim); --sampler, --steps, --suffix and --infill are diffusion options and are
+refused in one line.
+
 Beside each sample the command prints the unigram entropy (nats) of its generated positions
 (`samplers.unigram_entropy`; a collapsing model repeats tokens and shows a low entropy) and, at the end, the
 number of network calls (NFE).
@@ -259,9 +264,9 @@ def build_parser() -> CommandParser:
     parser.add_argument("--ckpt_path", required=True, help="checkpoint written by `lightning fit`")
     parser.add_argument("--config", help="YAML whose model/data sections replace those stored in the checkpoint")
     parser.add_argument(
-        "--sampler", default="euler",
-        help=f"reverse-time sampler: {', '.join(sorted(sampler_classes()))}, or a dotted class path "
-        "(a samplers.Sampler subclass)",
+        "--sampler",
+        help=f"reverse-time sampler (default euler): {', '.join(sorted(sampler_classes()))}, or a dotted class "
+        "path (a samplers.Sampler subclass); autoregressive checkpoints sample ancestrally",
     )
     parser.add_argument(
         "--steps", type=int, help="sampler steps (default: 128; first-hitting: one token per call, exact)"
@@ -293,6 +298,12 @@ def run(arguments: argparse.Namespace) -> Samples:
     if arguments.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {arguments.seed}")
     template = prompt_template(arguments.prefix, arguments.suffix, arguments.infill)
+    check_output(arguments.output)
+    device = check_device(arguments.device)
+    trained = load_trained(arguments.ckpt_path, arguments.config, device)
+    if trained.kind == "autoregressive":
+        return run_autoregressive(arguments, trained)
+    arguments.sampler = arguments.sampler or "euler"
     sampler_class = resolve_sampler(arguments.sampler)
     options = parse_sampler_options(arguments.sampler_option)
     for key in ("steps", "temperature", "top_k", "top_p", "greedy"):
@@ -301,9 +312,6 @@ def run(arguments: argparse.Namespace) -> Samples:
             if key in options:
                 raise ValueError(f"--{key} and {SAMPLER_OPTION} {key}=... are both given; give one")
             options[key] = value
-    check_output(arguments.output)
-    device = check_device(arguments.device)
-    trained = load_trained(arguments.ckpt_path, arguments.config, device)
     length = trained.seq_len if arguments.length is None else arguments.length
     trained.check_length(length, "--length")
     sampler = build_sampler(sampler_class, trained.module.process, options, arguments.sampler)
@@ -312,6 +320,38 @@ def run(arguments: argparse.Namespace) -> Samples:
     description = f"{arguments.sampler}, {steps}, {arguments.num_samples} x {length} tokens, seed {arguments.seed}"
     text = format_samples(samples, description)
     write_output(text, arguments.output)
+    return samples
+
+
+def run_autoregressive(arguments: argparse.Namespace, trained: TrainedModel) -> Samples:
+    """The sample command on an autoregressive checkpoint: ancestral draws after an optional --prefix."""
+    for name, flag in (("sampler", "--sampler"), ("steps", "--steps"), ("suffix", "--suffix"), ("infill", "--infill"),
+                       ("sampler_option", SAMPLER_OPTION)):
+        if getattr(arguments, name):
+            raise ValueError(
+                f"{flag} is a diffusion option, but --ckpt_path holds an autoregressive model (it samples left to "
+                "right); use --prefix, --temperature, --top_k, --top_p or --greedy"
+            )
+    length = trained.seq_len if arguments.length is None else arguments.length
+    trained.check_length(length, "--length")
+    decoding = samplers.Decoding(**{key: getattr(arguments, key) for key in ("temperature", "top_k", "top_p", "greedy")
+                                    if getattr(arguments, key) is not None})
+    prefix = None
+    if arguments.prefix is not None:
+        prefix = torch.tensor(trained.tokenizer.encode(arguments.prefix), dtype=torch.long)
+        if prefix.numel() > length:
+            raise ValueError(
+                f"--prefix takes {prefix.numel()} tokens, more than --length {length}; raise --length or shorten it"
+            )
+    module = trained.module
+    generator = torch.Generator(device=module.device).manual_seed(arguments.seed)
+    result = module.generate_result(arguments.num_samples, length, generator, prefix, decoding)
+    ids = result.tokens.cpu()
+    generated = ids[:, 0 if prefix is None else prefix.numel():]
+    entropies = [samplers.unigram_entropy(row) if row.numel() else 0.0 for row in generated]
+    samples = Samples([trained.tokenizer.decode(row) for row in ids.tolist()], ids, entropies, result.nfe)
+    description = f"ancestral, {arguments.num_samples} x {length} tokens, seed {arguments.seed}"
+    write_output(format_samples(samples, description), arguments.output)
     return samples
 
 

@@ -70,7 +70,7 @@ def read_metrics(root: Path, version: str = "version_*") -> list[dict[str, str]]
         return list(csv.DictReader(handle))
 
 
-@pytest.mark.parametrize("config", ["sedd.yaml", "radd.yaml", "sedd-uniform.yaml", "sedd-small-gpu.yaml"])
+@pytest.mark.parametrize("config", ["sedd.yaml", "radd.yaml", "sedd-uniform.yaml", "sedd-small-gpu.yaml", "ar.yaml"])
 def test_print_config_lists_every_section(config, capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
@@ -78,8 +78,10 @@ def test_print_config_lists_every_section(config, capsys, monkeypatch, tmp_path)
     assert exit_info.value.code == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert {"trainer", "model", "data", "checkpoint", "samples"} <= set(printed)
-    assert "vocab_size" not in printed["model"]  # linked from the data module, written once
-    assert printed["model"]["network"]["class_path"].startswith("models.")
+    model = printed["model"]["init_args"]  # the objective's class_path (training.module.DiffusionModule by default)
+    assert printed["model"]["class_path"].startswith("training.")
+    assert "vocab_size" not in model  # linked from the data module, written once
+    assert model["network"]["class_path"].startswith("models.")
 
 
 @pytest.mark.parametrize(
@@ -89,6 +91,7 @@ def test_print_config_lists_every_section(config, capsys, monkeypatch, tmp_path)
         ("radd.yaml", "models.RADDDenoiser"),
         ("sedd-uniform.yaml", "models.DiT"),
         ("sedd-small-gpu.yaml", "models.DiT"),
+        ("ar.yaml", "models.ARTransformer"),
     ],
 )
 def test_two_step_smoke_run_writes_metrics_and_checkpoint(config, network, monkeypatch, tmp_path):
@@ -104,8 +107,9 @@ def test_two_step_smoke_run_writes_metrics_and_checkpoint(config, network, monke
     (last,) = tmp_path.glob("logs/lightning_logs/version_*/checkpoints/last.ckpt")
     checkpoint = torch.load(last, weights_only=True, map_location="cpu")  # no pickled objects
     assert checkpoint[CONFIG_KEY]["vocab_size"] == 257
+    assert checkpoint[CONFIG_KEY]["kind"] == ("autoregressive" if config == "ar.yaml" else "diffusion")
     stored = yaml.safe_load(checkpoint[CONFIG_KEY]["config"])
-    assert stored["model"]["network"]["class_path"] == network
+    assert stored["model"]["init_args"]["network"]["class_path"] == network
     assert any(key.startswith("ema.") for key in checkpoint["state_dict"])
     assert not list(tmp_path.rglob("*.partial"))  # atomic writes leave no temporary file
 

@@ -1,0 +1,59 @@
+"""Ancestral sampling of an autoregressive model: x_k ~ p_theta(. | x_{<k}), one token per network call.
+
+    x_k ~ Decoding(p_theta(x_k = . | x_0 .. x_{k-1})),   k = len(prefix), ..., length - 1,
+
+with the destination draw of `samplers.Decoding` (exact by default; temperature, top-k, top-p or greedy
+otherwise), in float64. `next_token_log_probs(prefix (B, k) long) -> (B, V)` is e.g.
+`models.ARTransformer.next_token_log_probs`; without a key-value cache each call re-reads its prefix, so the
+cost of a sequence is sum_k O(k) trunk positions (quadratic in the length) for length - len(prefix) calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from samplers.base import SamplingResult
+from samplers.decoding import Decoding
+
+NextToken = Callable[[Tensor], Tensor]
+
+
+def ancestral_sample(
+    next_token_log_probs: NextToken,
+    batch_size: int,
+    length: int,
+    *,
+    prefix: Tensor | None = None,
+    decoding: Decoding | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> SamplingResult:
+    """(batch_size, length) tokens drawn left to right after `prefix`, and the number of network calls.
+
+    prefix: None or (k,) / (batch_size, k) long token ids kept verbatim in front, k <= length (k = length
+    returns the prefix with no call). decoding: None samples the model's law exactly.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+        raise ValueError(f"length must be an int >= 1, got {length!r}")
+    decoding = decoding or Decoding()
+    if prefix is None:
+        tokens = torch.zeros(batch_size, 0, dtype=torch.long, device=device)
+    else:
+        if not isinstance(prefix, Tensor) or prefix.dtype != torch.long or prefix.dim() not in (1, 2):
+            raise ValueError("prefix must be a (k,) or (batch_size, k) long tensor of token ids")
+        tokens = prefix.to(device).expand(batch_size, prefix.shape[-1]).clone()
+        if tokens.shape[1] > length:
+            raise ValueError(f"prefix has {tokens.shape[1]} tokens, more than length={length}; shorten the prefix")
+    calls = 0
+    while tokens.shape[1] < length:
+        log_probs = next_token_log_probs(tokens)  # (B, V)
+        calls += 1
+        weights = torch.exp(log_probs.double() - log_probs.double().amax(-1, keepdim=True))
+        nxt = decoding.draw(weights, generator).to(tokens.device)
+        tokens = torch.cat([tokens, nxt[:, None]], dim=1)
+    return SamplingResult(tokens, calls)

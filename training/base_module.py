@@ -1,0 +1,267 @@
+"""`TrainingModule`: what every objective shares in the one training path of `lightning fit`.
+
+An objective (the diffusion losses in training/module.py `DiffusionModule`, the autoregressive next-token
+cross-entropy in training/autoregressive.py `ARModule`) subclasses it and supplies the network, the
+`training_step` (nats per token to minimise), the `validation_step` (per-sequence nats into `val_nats` /
+`val_tokens`) and `generate` (the sampling hook of `SampleLogger` and `lightning sample`). Shared here:
+
+- the optimiser: AdamW (fused where torch has a fused kernel for the parameters' device), a linear warm-up
+  then cosine / linear / constant decay (training/lr_schedule.py), stepped every optimiser step;
+- the exponential moving average (EMA) of the weights, updated after each optimiser step and used for
+  validation and sampling (training/ema.py);
+- logging of the training loss, learning rate and tokens per second;
+- validation sums: bits/token = sum nats / sum tokens / ln 2 over all validation sequences (gathered by
+  torchmetrics over batches and devices), its ratio-estimator standard error (training.elbo.ratio_estimate),
+  and the cross-entropy of a unigram model of the training blocks on the same blocks;
+- checkpoint metadata under CONFIG_KEY: the vocabulary size, the model kind (`KIND`, so that a command that
+  reads a checkpoint can say in one line that it holds another kind of model) and the YAML of the run's
+  model and data sections;
+- the data checks (vocabulary and sequence length) and the replay of the training shuffle on resume.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torchmetrics
+from torch import Tensor, nn
+
+import losses
+from training.elbo import ratio_estimate
+from training.ema import frozen_copy, update_average
+from training.lr_schedule import Decay, warmup_decay
+
+CONFIG_KEY = "ctmc_training"  # checkpoint entry: {"vocab_size": int, "kind": str, "config": YAML of model and data}
+UNIGRAM_PSEUDO_COUNT = 0.5  # add-1/2 (Krichevsky-Trofimov) smoothing of the unigram reference's counts
+FUSED_ADAMW_DEVICES = ("cpu", "cuda", "mps", "xpu")  # device types with torch's fused AdamW kernel (torch >= 2.4)
+
+
+def unigram_log_probs(dataset: Any, vocab_size: int, pseudo_count: float = UNIGRAM_PSEUDO_COUNT) -> Tensor:
+    """(V,) float64 log-probabilities of the add-`pseudo_count` unigram model of a dataset of (L,) token blocks."""
+    counts = torch.zeros(vocab_size, dtype=torch.float64)
+    for index in range(len(dataset)):
+        counts += torch.bincount(dataset[index].flatten(), minlength=vocab_size).double()
+    return torch.log((counts + pseudo_count) / (counts.sum() + pseudo_count * vocab_size))
+
+
+def _max_length(network: nn.Module) -> int | None:
+    """The longest sequence the network accepts (its or its trunk's `max_length`), None if it declares none."""
+    for owner in (network, getattr(network, "trunk", None)):
+        value = getattr(owner, "max_length", None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def fused_adamw_supported(parameters: list[Tensor]) -> bool:
+    """Whether torch's fused AdamW takes these parameters: floating point, all on one device type that has
+    the fused kernel (FUSED_ADAMW_DEVICES)."""
+    return bool(parameters) and all(
+        p.is_floating_point() and p.device.type in FUSED_ADAMW_DEVICES and p.device.type == parameters[0].device.type
+        for p in parameters
+    )
+
+
+class TrainingModule(pl.LightningModule):
+    """The shared part of the training path (module docstring); subclasses set KIND and call `set_network`.
+
+    vocab_size: clean tokens V (linked from the data module in the CLI). lr, betas, eps, weight_decay: AdamW.
+    warmup_steps, decay, min_lr_ratio: see lr_schedule.warmup_decay; decay runs until trainer.max_steps (or
+    the estimated number of steps). ema_decay: the EMA of the weights used for validation and sampling (0
+    disables averaging). seed: seeds the objective's noise, the validation noise and the logged samples.
+    unigram_output_bias: at the start of `fit`, set the network's (and EMA's) output bias so that it starts as
+    the unigram model of the training blocks (the network's `init_output_bias`; add-1/2 counts).
+    """
+
+    KIND = ""  # the model kind written into checkpoints ("diffusion", "autoregressive")
+
+    def __init__(
+        self,
+        vocab_size: int,
+        lr: float = 3e-4,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 2500,
+        decay: Decay = "cosine",
+        min_lr_ratio: float = 0.0,
+        ema_decay: float = 0.9999,
+        seed: int = 0,
+        unigram_output_bias: bool = False,
+    ) -> None:
+        super().__init__()
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
+            raise ValueError(f"model.vocab_size must be an int >= 1, got {vocab_size!r}; link it from the data")
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"model.ema_decay must lie in [0, 1), got {ema_decay!r}; SEDD uses 0.9999")
+        if not lr > 0.0:
+            raise ValueError(f"model.lr must be > 0, got {lr!r}")
+        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
+            raise ValueError(f"model.warmup_steps must be an int >= 0, got {warmup_steps!r}")
+        if decay not in ("cosine", "linear", "constant"):
+            raise ValueError(f"model.decay must be 'cosine', 'linear' or 'constant', got {decay!r}")
+        self.vocab_size = vocab_size
+        self.optimizer_options = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay}
+        self.schedule_options = {"warmup_steps": warmup_steps, "decay": decay, "min_ratio": min_lr_ratio}
+        self.ema_decay = ema_decay
+        self.seed = seed
+        self.unigram_output_bias = unigram_output_bias
+        self.val_nats = torchmetrics.CatMetric().set_dtype(torch.float64)  # per-sequence estimates n_i
+        self.val_tokens = torchmetrics.CatMetric().set_dtype(torch.float64)  # their token counts L_i
+        self.val_unigram_nats = torchmetrics.SumMetric().set_dtype(torch.float64)
+        self._unigram: Tensor | None = None  # (V,) log-probs of the training blocks' unigram model
+        self.validation_result: dict[str, float] = {}  # the last validation's float64 values
+        self.run_config: str | None = None  # YAML of the model and data config, set by the CLI
+        self._batch_start = 0.0
+
+    def set_network(self, network: nn.Module) -> None:
+        """Install the trained network and its EMA copy (call once, in the subclass's constructor)."""
+        self.network = network
+        self.ema = frozen_copy(self.network)
+        if self.unigram_output_bias and not hasattr(self.network, "init_output_bias"):
+            raise ValueError(
+                f"model.unigram_output_bias needs a network with init_output_bias (models.DiT, "
+                f"models.RADDDenoiser), got {type(self.network).__name__}; set it to false"
+            )
+
+    # ----------------------------------------------------------------------------------------- checks
+    def check_data(self, vocab_size: int, seq_len: int) -> None:
+        """Raise ValueError (one line, naming the key to change) unless the data fits this model."""
+        if vocab_size != self.vocab_size:
+            raise ValueError(
+                f"the data's tokenizer has vocab_size {vocab_size} but the model was built for {self.vocab_size}; "
+                "use the tokenizer the model was trained with (data.tokenizer)"
+            )
+        max_length = _max_length(self.network)
+        if max_length is not None and seq_len > max_length:
+            raise ValueError(
+                f"data.seq_len={seq_len} is larger than the network's max_length={max_length}; "
+                f"lower data.seq_len or set model.network.init_args.max_length >= {seq_len}"
+            )
+
+    @property
+    def max_length(self) -> int | None:
+        """The longest sequence the network accepts (None if it declares none)."""
+        return _max_length(self.network)
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "vocab_size"):
+            self.check_data(datamodule.vocab_size, datamodule.hparams.seq_len)
+        train_dataset = getattr(datamodule, "train_dataset", None)
+        if stage != "predict" and train_dataset is not None and self._unigram is None:
+            self._unigram = unigram_log_probs(train_dataset, self.vocab_size)
+        if stage == "fit" and self.unigram_output_bias:  # a resumed run's checkpoint overwrites this after setup
+            if self._unigram is None:
+                raise ValueError("model.unigram_output_bias needs a data module with a train_dataset")
+            for network in (self.network, self.ema):
+                network.init_output_bias(self._unigram.to(self.device, next(network.parameters()).dtype))
+
+    def train(self, mode: bool = True) -> TrainingModule:
+        """nn.Module.train, except that the EMA copy always stays in eval mode (no dropout in sampling)."""
+        super().train(mode)
+        self.ema.eval()
+        return self
+
+    def on_train_start(self) -> None:
+        """After a resume at epoch e > 0, replay the training shuffle to where an uninterrupted run has it.
+
+        Lightning restores neither the sampler's generator nor its position. The data module seeds the
+        shuffle generator with its `seed` once; an uninterrupted run has drawn e epochs' permutations from it
+        at the start of epoch e, so the generator is reseeded and e epochs of the sampler are drawn and
+        discarded. (Resuming mid-epoch is not exact; Lightning warns about it.)
+        """
+        epochs = self.current_epoch
+        loader = self.trainer.train_dataloader
+        sampler = getattr(getattr(loader, "batch_sampler", None), "sampler", None) or getattr(loader, "sampler", None)
+        generator = getattr(sampler, "generator", None)
+        if epochs == 0 or not isinstance(generator, torch.Generator):
+            return
+        generator.manual_seed(getattr(getattr(self.trainer, "datamodule", None), "seed", 0))
+        for _ in range(epochs):
+            for _ in sampler:
+                pass
+
+    def on_train_batch_start(self, batch: Tensor, batch_idx: int) -> None:
+        self._batch_start = time.perf_counter()
+
+    def on_train_batch_end(self, outputs: Any, batch: Tensor, batch_idx: int) -> None:
+        elapsed = time.perf_counter() - self._batch_start
+        self.log("train/tokens_per_s", batch.numel() * self.trainer.world_size / max(elapsed, 1e-9))
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The optimiser step, then the EMA update (before any callback's on_train_batch_end checkpoints)."""
+        super().optimizer_step(*args, **kwargs)
+        update_average(self.ema, self.network, self.ema_decay)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        parameters = list(self.network.parameters())
+        fused = fused_adamw_supported(parameters)  # torch's fused kernel: one launch per step, same update
+        optimizer = torch.optim.AdamW(parameters, **self.optimizer_options, fused=fused)
+        total = self.trainer.max_steps if self.trainer.max_steps > 0 else int(self.trainer.estimated_stepping_batches)
+        factor = partial(warmup_decay, total_steps=total, **self.schedule_options)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_validation_epoch_end(self) -> None:
+        """Log bits/token with its SE (ratio estimator over sequences) and the unigram reference."""
+        nats, tokens = self.val_nats.compute(), self.val_tokens.compute()  # gathered over batches and devices
+        unigram = self.val_unigram_nats.compute()
+        for metric in (self.val_nats, self.val_tokens, self.val_unigram_nats):
+            metric.reset()
+        if not isinstance(tokens, Tensor) or tokens.numel() == 0:
+            return
+        estimate = ratio_estimate(nats.reshape(-1), tokens.reshape(-1))
+        total_nats, total_tokens = nats.sum(), tokens.sum()
+        ln2 = torch.log(torch.tensor(2.0, dtype=torch.float64))
+        result = {
+            "nats": float(total_nats),
+            "tokens": float(total_tokens),
+            "bits_per_token": float(losses.bits_per_token(total_nats, total_tokens)),
+            "perplexity_bound": float(losses.perplexity_bound(total_nats, total_tokens)),
+        }
+        if estimate.standard_error is not None:
+            result["bits_per_token_se"] = estimate.standard_error / float(ln2)
+        if self._unigram is not None:
+            result["unigram_bits_per_token"] = float(losses.bits_per_token(unigram, total_tokens))
+        self.validation_result = result
+        self.log("val/nats_per_token", total_nats / total_tokens, sync_dist=False)
+        self.log("val/bits_per_token", result["bits_per_token"], prog_bar=True, sync_dist=False)
+        self.log("val/perplexity_bound", result["perplexity_bound"], sync_dist=False)
+        for key in ("bits_per_token_se", "unigram_bits_per_token"):
+            if key in result:
+                self.log(f"val/{key}", result[key], sync_dist=False)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CONFIG_KEY] = {"vocab_size": self.vocab_size, "kind": self.KIND, "config": self.run_config}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        stored = checkpoint.get(CONFIG_KEY, {})
+        if stored.get("vocab_size", self.vocab_size) != self.vocab_size:
+            raise ValueError(
+                f"the checkpoint was trained with vocab_size {stored['vocab_size']}, this run has "
+                f"{self.vocab_size}; use the checkpoint's data.tokenizer"
+            )
+        kind = stored.get("kind", "diffusion")  # checkpoints written before the kind was stored: diffusion
+        if kind != self.KIND:
+            raise ValueError(
+                f"the checkpoint holds {article(kind)} {kind} model, this run trains {article(self.KIND)} {self.KIND} "
+                "model; use a config of the "
+                f"checkpoint's kind ({kind_config(kind)})"
+            )
+
+    on_test_epoch_end = on_validation_epoch_end
+
+
+def article(word: str) -> str:
+    """"an" before a vowel, else "a" (for messages that name a model kind)."""
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
+def kind_config(kind: str) -> str:
+    """The example config of a model kind, for error messages."""
+    return {"autoregressive": "configs/ar.yaml"}.get(kind, "configs/sedd.yaml")
