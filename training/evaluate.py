@@ -5,9 +5,12 @@
 
 The text is tokenised as the training data is (documents split at form-feed lines, each followed by the
 end-of-text id) and cut into consecutive sequences of seq_len tokens (default: the training seq_len), the
-last one shorter when the count does not divide. For each sequence i of L_i tokens, K time samples drawn
-stratified (t_k from (u + k) / K through the loss's time law, one shared uniform u; training/elbo.py) give
-the unbiased estimate n_i = (1/K) sum_k loss_k of its negative ELBO in nats, an upper bound on -log p(x_i).
+last one shorter when the count does not divide. For each sequence i of L_i tokens, K draws give the
+unbiased estimate n_i = (1/K) sum_k loss_k of its negative ELBO in nats, an upper bound on -log p(x_i). The
+draws are the module's validation estimator (`DiffusionModule.negative_elbo_draws`): on the absorbing chain
+(`model.val_estimator` auto or masked_count) K masked counts stratified over 1..L with importance-weighted
+times (losses.MaskedCountEstimator; bounded terms), otherwise K times stratified through the loss's time law
+(t_k from (u + k) / K, one shared uniform u; training/elbo.py).
 The bound per token is the ratio of sums
 
     R = sum_i n_i / sum_i L_i                                     (nats/token; bits = R / ln 2; ppl <= e^R)
@@ -82,14 +85,14 @@ class Evaluation:
     unigram_entropy_nats: float
     mean_sequence_unigram_entropy_nats: float
     standard_error: str = (
-        "one Monte-Carlo standard error: n_i = mean over the K stratified time samples of sequence i; "
+        "one Monte-Carlo standard error: n_i = mean over the K stratified draws of sequence i; "
         "SE of R = sum n_i / sum L_i by the delta method over sequences; bits SE = SE / ln 2; "
         "perplexity SE = exp(R) SE (delta method)"
     )
 
 
 def sequence_nats(trained: TrainedModel, blocks: Tensor, time_samples: int, seed: int, batch_size: int) -> Tensor:
-    """(N,) per-sequence negative ELBO estimates (nats), each the mean over K stratified time samples."""
+    """(N,) per-sequence negative ELBO estimates (nats), each the mean over K stratified draws."""
     module = trained.module
     rows = []
     with torch.no_grad():
@@ -146,7 +149,7 @@ def format_evaluation(result: Evaluation) -> str:
     return "\n".join([
         f"checkpoint: {result.checkpoint}",
         f"text: {result.text}: {result.tokens} tokens in {result.sequences} sequence(s) of <= {result.seq_len}",
-        f"time samples per sequence: {result.time_samples} (stratified), seed {result.seed}",
+        f"draws per sequence: {result.time_samples} (stratified), seed {result.seed}",
         f"negative ELBO:    {pm(result.nats_per_token, result.nats_per_token_se, 4)} nats/token",
         f"                  {pm(result.bits_per_token, result.bits_per_token_se, 4)} bits/token (nats / ln 2)",
         f"perplexity bound: {pm(result.perplexity_bound, result.perplexity_bound_se, 3)} (exp of nats/token)",
@@ -163,7 +166,7 @@ def build_parser() -> CommandParser:
     )
     parser.add_argument("--ckpt_path", required=True, help="checkpoint written by `lightning fit`")
     parser.add_argument("--text", "--text_path", dest="text", required=True, help="text file (or directory of .txt)")
-    parser.add_argument("--time_samples", type=int, default=8, help="K stratified time samples per sequence")
+    parser.add_argument("--time_samples", type=int, default=8, help="K stratified draws (counts or times) per sequence")
     parser.add_argument("--seq_len", type=int, help="tokens per sequence (default: the training seq_len)")
     parser.add_argument("--batch_size", type=int, default=8, help="sequences per network call (times K rows)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the time and noise draws")

@@ -31,9 +31,9 @@ def test_estimator_choices_and_errors():
     uniform = _module(rate_matrix=ctmc.Uniform, loss=losses.ScoreEntropy,
                       network=lambda n: models.DiT(n, hidden_size=16, num_layers=1, num_heads=2, cond_dim=8))
     assert uniform.train_estimator is None and uniform.val_estimator is None  # auto on the uniform chain
-    with pytest.raises(ValueError, match="model.val_estimator must be one of"):
+    with pytest.raises(ValueError, match=r"model\.val_estimator must be one of"):
         _module(loss=losses.LambdaDCE, val_estimator="bogus")
-    with pytest.raises(ValueError, match="model.train_estimator=masked_count needs the absorbing chain"):
+    with pytest.raises(ValueError, match=r"model\.train_estimator=masked_count needs the absorbing chain"):
         _module(rate_matrix=ctmc.Uniform, loss=losses.ScoreEntropy, train_estimator="masked_count",
                 network=lambda n: models.DiT(n, hidden_size=16, num_layers=1, num_heads=2, cond_dim=8))
     with pytest.raises(ValueError, match="unigram_output_bias needs a network with init_output_bias"):
