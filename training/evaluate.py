@@ -18,9 +18,12 @@ network calls per sequence and order.
 
 The text is tokenised as the training data is (documents split at form-feed lines, each followed by the
 end-of-text id) and cut into consecutive sequences of seq_len tokens (default: the training seq_len), the
-last one shorter when the count does not divide. For each sequence i of L_i tokens, K time samples drawn
-stratified (t_k from (u + k) / K through the loss's time law, one shared uniform u; training/elbo.py) give
-the unbiased estimate n_i = (1/K) sum_k loss_k of its negative ELBO in nats, an upper bound on -log p(x_i).
+last one shorter when the count does not divide. For each sequence i of L_i tokens, K draws give the
+unbiased estimate n_i = (1/K) sum_k loss_k of its negative ELBO in nats, an upper bound on -log p(x_i). The
+draws are the module's validation estimator (`DiffusionModule.negative_elbo_draws`): on the absorbing chain
+(`model.val_estimator` auto or masked_count) K masked counts stratified over 1..L with importance-weighted
+times (losses.MaskedCountEstimator; bounded terms), otherwise K times stratified through the loss's time law
+(t_k from (u + k) / K, one shared uniform u; training/elbo.py).
 The bound per token is the ratio of sums
 
     R = sum_i n_i / sum_i L_i                                     (nats/token; bits = R / ln 2; ppl <= e^R)
@@ -106,7 +109,7 @@ class Evaluation:
     order_bits_per_token_se: float | None = None
     score_total: float | None = None
     standard_error: str = (
-        "one Monte-Carlo standard error: n_i = mean over the K stratified time samples of sequence i; "
+        "one Monte-Carlo standard error: n_i = mean over the K stratified draws of sequence i; "
         "SE of R = sum n_i / sum L_i by the delta method over sequences; bits SE = SE / ln 2; "
         "perplexity SE = exp(R) SE (delta method)"
     )
@@ -114,7 +117,7 @@ class Evaluation:
 
 def sequence_nats(trained: TrainedModel, blocks: Tensor, time_samples: int, seed: int, batch_size: int) -> Tensor:
     """(N,) per-sequence nats: AR, exact -log p(x); diffusion, the negative ELBO estimate (mean over K
-    stratified time samples) plus the prior term."""
+    stratified draws, the module's validation estimator) plus the prior term."""
     module = trained.module
     rows = []
     with torch.no_grad():
@@ -238,7 +241,7 @@ def format_evaluation(result: Evaluation) -> str:
     lines = [
         f"checkpoint: {result.checkpoint} ({result.kind} model)",
         f"text: {result.text}: {result.tokens} tokens in {result.sequences} sequence(s) of <= {result.seq_len}",
-        f"time samples per sequence: {result.time_samples} (stratified), seed {result.seed}",
+        f"draws per sequence: {result.time_samples} (stratified), seed {result.seed}",
         f"{'exact NLL:' if result.kind == 'autoregressive' else 'negative ELBO:':<18}"
         f"{pm(result.nats_per_token, result.nats_per_token_se, 4)} nats/token",
         f"                  {pm(result.bits_per_token, result.bits_per_token_se, 4)} bits/token (nats / ln 2)",
@@ -272,7 +275,7 @@ def build_parser() -> CommandParser:
     )
     parser.add_argument("--ckpt_path", help="checkpoint written by `lightning fit` (judge mode: the sample source)")
     parser.add_argument("--text", "--text_path", dest="text", help="text file (or directory of .txt)")
-    parser.add_argument("--time_samples", type=int, default=8, help="K stratified time samples per sequence")
+    parser.add_argument("--time_samples", type=int, default=8, help="K stratified draws (counts or times) per sequence")
     parser.add_argument("--seq_len", type=int, help="tokens per sequence (default: the training seq_len)")
     parser.add_argument("--batch_size", type=int, default=8, help="sequences per network call (times K rows)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the time and noise draws, orders and samples")

@@ -66,8 +66,8 @@ class DiffusionModule(TrainingModule):
         decay runs until trainer.max_steps (or the estimated number of steps).
     ema_decay: the EMA of the weights used for validation and sampling (0 disables averaging).
     seed: seeds the training noise (with the step and rank) and the validation noise (with the sequence).
-    val_time_samples: stratified draws (times, or masked counts) per validation sequence; 16 gives the
-        standard error of configs/sedd.yaml's bound 0.03 bits/token (docs/training.md, Estimator).
+    val_time_samples: stratified draws (times, or masked counts) per validation sequence (docs/training.md,
+        Estimator: the SE of the bound against blocks and draws).
     train_estimator, val_estimator: "time" (t ~ loss.sample_time), "masked_count" (losses.MaskedCountEstimator:
         the absorbing chain only) or "auto" (masked_count on the absorbing chain, else time). Training with
         masked_count stratifies the counts over the batch; all choices have the same expectation.
@@ -94,7 +94,7 @@ class DiffusionModule(TrainingModule):
         min_lr_ratio: float = 0.0,
         ema_decay: float = 0.9999,
         seed: int = 0,
-        val_time_samples: int = 16,
+        val_time_samples: int = 8,
         train_estimator: str = "auto",
         val_estimator: str = "auto",
         unigram_output_bias: bool = False,
@@ -206,7 +206,6 @@ class DiffusionModule(TrainingModule):
         if self._unigram is not None:
             unigram = self._unigram.to(batch.device)[batch]
             self.val_unigram_nats.update(-unigram.sum())
-
 
     def prior_nats(self, x0: Tensor) -> Tensor:
         """(B,) float64 prior term KL(p_{1|0}(. | x0) || pi^L) per sequence (losses.PriorKL with the forward

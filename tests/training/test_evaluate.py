@@ -56,11 +56,12 @@ def test_result_is_finite_and_units_agree(checkpoint, text_file, capsys):
 
 
 def test_more_time_samples_lower_the_standard_error(checkpoint, text_file):
-    # measured on this checkpoint: SE 0.38, 0.20, 0.12 nats/token at K = 1, 16, 64 (slower than 1/sqrt(K):
-    # the spread between sequences does not shrink with K)
+    # measured on this checkpoint (unigram-initialised output, masked-count estimator): SE 0.031 and 0.019
+    # nats/token at K = 1 and 64 (the old time estimator: 0.38 and 0.12); slower than 1/sqrt(K): the spread
+    # between sequences does not shrink with K
     se = {k: evaluate(checkpoint, text_file, f"--time_samples={k}") for k in (1, 16, 64)}
     assert se[64].nats_per_token_se < se[16].nats_per_token_se < se[1].nats_per_token_se
-    assert se[64].nats_per_token_se < 0.5 * se[1].nats_per_token_se
+    assert se[64].nats_per_token_se < 0.8 * se[1].nats_per_token_se
     # all estimate the same bound: they agree within the combined error (3 standard errors)
     for k in (1, 16):
         combined = math.hypot(se[k].nats_per_token_se, se[64].nats_per_token_se)
