@@ -11,65 +11,28 @@ the same L tokens. The token embedding has V + 1 rows (the tokens and BOS) and t
 the shapes of RADDDenoiser (whose extra row is the mask), so both have the same parameter count per preset.
 """
 
-from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from models.presets import count_parameters, preset_arguments
-from models.trunk import TransformerTrunk
+from models.token_transformer import TokenTransformer
 
 
-class ARTransformer(nn.Module):
+class ARTransformer(TokenTransformer):
     """Causal transformer over V = vocab_size tokens: x (B, L) -> (B, L, V) log p(x_l = y | x_{<l}).
 
     max_length is the longest sequence scored (the context, BOS excluded). tie_weights uses the first V rows
     of the (V + 1)-row embedding as the output projection.
     """
 
-    def __init__(
-        self,
-        vocab_size: int,
-        hidden_size: int = 128,
-        num_layers: int = 2,
-        num_heads: int = 4,
-        max_length: int = 1024,
-        dropout: float = 0.0,
-        tie_weights: bool = False,
-        mlp_ratio: int = 4,
-    ) -> None:
-        super().__init__()
-        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
-            raise ValueError(f"vocab_size must be an int >= 1 (data tokens, BOS excluded), got {vocab_size!r}")
-        self.vocab_size = vocab_size
-        self.max_length = max_length  # longest accepted sequence (the trunk sees BOS + max_length - 1 tokens)
-        self.bos_index = vocab_size
-        self.trunk = TransformerTrunk(
-            num_states=vocab_size + 1,
-            output_size=vocab_size,
-            hidden_size=hidden_size,
-            num_layers=num_layers,
-            num_heads=num_heads,
-            cond_dim=None,
-            max_length=max_length,
-            dropout=dropout,
-            tie_weights=tie_weights,
-            mlp_ratio=mlp_ratio,
-            causal=True,
-        )
-
-    @classmethod
-    def from_preset(cls, name: str, vocab_size: int, **overrides: Any) -> "ARTransformer":
-        """ARTransformer with the size PRESETS[name] (cond_dim unused); overrides as in the constructor."""
-        arguments = preset_arguments(name, **overrides)
-        arguments.pop("cond_dim")
-        return cls(vocab_size=vocab_size, **arguments)
+    causal = True
+    extra_state = "BOS"
 
     @property
-    def num_parameters(self) -> int:
-        """count_parameters(self): scalar parameters, tied tensors counted once."""
-        return count_parameters(self)
+    def bos_index(self) -> int:
+        """The index of the BOS state: vocab_size."""
+        return self.vocab_size
 
     def check_tokens(self, x: Tensor, name: str = "x", allow_empty: bool = False) -> None:
         """Raise TypeError/ValueError naming `name` unless x is (B, L) long in [0, V), 1 <= L <= max_length."""

@@ -1,0 +1,69 @@
+"""The trunk shared by the RADD denoiser and the AR model: V + 1 input states, V outputs, no noise input.
+
+Both read the V tokens and one extra state (RADD: the mask; AR: the beginning-of-sequence state), both at index
+V, and both return V columns (the extra state is never a target). They differ only in the attention (RADD
+bidirectional, AR causal) and in what they do with the output, so the construction lives here once.
+"""
+
+from typing import Any, TypeVar
+
+from torch import nn
+
+from models.presets import count_parameters, preset_arguments
+from models.trunk import TransformerTrunk
+
+Network = TypeVar("Network", bound="TokenTransformer")
+
+
+class TokenTransformer(nn.Module):
+    """TransformerTrunk(V + 1 states -> V outputs, no conditioning); subclasses set `causal` and `extra_state`.
+
+    tie_weights uses the first V rows of the (V + 1)-row token embedding as the output projection.
+    """
+
+    causal: bool = False
+    extra_state: str = "extra state"  # what state V is, for messages ("mask", "BOS")
+
+    def __init__(
+        self,
+        vocab_size: int,
+        hidden_size: int = 128,
+        num_layers: int = 2,
+        num_heads: int = 4,
+        max_length: int = 1024,
+        dropout: float = 0.0,
+        tie_weights: bool = False,
+        mlp_ratio: int = 4,
+    ) -> None:
+        super().__init__()
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
+            raise ValueError(
+                f"vocab_size must be an int >= 1 (data tokens, {self.extra_state} excluded), got {vocab_size!r}"
+            )
+        self.vocab_size = vocab_size
+        self.max_length = max_length  # longest accepted input
+        self.trunk = TransformerTrunk(
+            num_states=vocab_size + 1,
+            output_size=vocab_size,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            cond_dim=None,
+            max_length=max_length,
+            dropout=dropout,
+            tie_weights=tie_weights,
+            mlp_ratio=mlp_ratio,
+            causal=self.causal,
+        )
+
+    @classmethod
+    def from_preset(cls: type[Network], name: str, vocab_size: int, **overrides: Any) -> Network:
+        """The network with the size PRESETS[name] (cond_dim unused); overrides as in the constructor."""
+        arguments = preset_arguments(name, **overrides)
+        arguments.pop("cond_dim")
+        return cls(vocab_size=vocab_size, **arguments)
+
+    @property
+    def num_parameters(self) -> int:
+        """count_parameters(self): scalar parameters, tied tensors counted once."""
+        return count_parameters(self)
