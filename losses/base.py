@@ -14,6 +14,20 @@ import ctmc
 from losses._validation import check_output, check_pair, check_time
 
 
+def uniform_draws(batch_size: int, generator: torch.Generator | None = None, antithetic: bool = False) -> Tensor:
+    """(B,) float64 uniforms in [0, 1): independent, or stratified u_b = (u + b) / B with one shared u.
+
+    The stratified draws cover [0, 1) evenly (one per interval [b / B, (b + 1) / B)), so an average over them has
+    the same expectation and a lower variance. Shared by every loss's time (or step) sampler.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if antithetic:
+        shift = torch.rand((), dtype=torch.float64, generator=generator)
+        return (shift + torch.arange(batch_size, dtype=torch.float64)) / batch_size
+    return torch.rand(batch_size, dtype=torch.float64, generator=generator)
+
+
 class DiffusionLoss(nn.Module):
     """Base class: holds the forward process, validates inputs, and samples times (uniform by default).
 
@@ -85,13 +99,7 @@ class DiffusionLoss(nn.Module):
         antithetic=True gives stratified times u_b = (u + b) / B (one shared uniform u), which cover (0, 1]
         evenly and lower the variance of an average over the batch without changing its expectation.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-        if antithetic:
-            shift = torch.rand((), dtype=torch.float64, generator=generator)
-            u = (shift + torch.arange(batch_size, dtype=torch.float64)) / batch_size
-        else:
-            u = torch.rand(batch_size, dtype=torch.float64, generator=generator)
+        u = uniform_draws(batch_size, generator, antithetic)
         t = self._time_from_uniform(1.0 - u)  # 1 - u lies in (0, 1]
         return t.clamp(min=torch.finfo(torch.float32).tiny, max=1.0).float().to(device)
 

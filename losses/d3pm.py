@@ -28,7 +28,7 @@ from torch import Tensor
 
 import ctmc
 from losses._validation import check_finite_loss
-from losses.base import DiffusionLoss
+from losses.base import DiffusionLoss, uniform_draws
 
 
 class D3PMLoss(DiffusionLoss):
@@ -73,12 +73,7 @@ class D3PMLoss(DiffusionLoss):
         antithetic: bool = False,
     ) -> Tensor:
         """Draw (B,) long steps i ~ U{1, ..., T}; antithetic=True stratifies them ((u + b) / B covers 1..T)."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-        if antithetic:
-            u = (torch.rand((), dtype=torch.float64, generator=generator) + torch.arange(batch_size)) / batch_size
-        else:
-            u = torch.rand(batch_size, dtype=torch.float64, generator=generator)
+        u = uniform_draws(batch_size, generator, antithetic)
         steps = (u * self.num_steps).long().clamp(max=self.num_steps - 1) + 1
         return steps.to(device)
 
