@@ -32,7 +32,8 @@ class DiT(nn.Module):
     the last index vocab_size - 1. The noise level enters through NoiseEmbedding and adaLN-Zero in every block
     and in the final norm (see models.block). With absorbing_parameterization the output is shifted by
     -log(e^sigma - 1) - log(vocab_size - 1) (module docstring). tie_weights uses the token embedding as the
-    output projection (the output is then not zero at initialisation).
+    output projection (the output is then not zero at initialisation). local_mixing = k > 0 adds a width-k
+    residual depthwise convolution before every block (models.local_mixing).
     """
 
     def __init__(
@@ -47,6 +48,7 @@ class DiT(nn.Module):
         absorbing_parameterization: bool = False,
         tie_weights: bool = False,
         mlp_ratio: int = 4,
+        local_mixing: int = 0,
     ) -> None:
         super().__init__()
         if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 2:
@@ -65,6 +67,7 @@ class DiT(nn.Module):
             dropout=dropout,
             tie_weights=tie_weights,
             mlp_ratio=mlp_ratio,
+            local_mixing=local_mixing,
         )
         self.noise_embedding = NoiseEmbedding(cond_dim)  # after the trunk, which validates cond_dim
 

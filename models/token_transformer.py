@@ -19,6 +19,8 @@ class TokenTransformer(nn.Module):
     """TransformerTrunk(V + 1 states -> V outputs, no conditioning); subclasses set `causal` and `extra_state`.
 
     tie_weights uses the first V rows of the (V + 1)-row token embedding as the output projection.
+    local_mixing = k > 0 adds a width-k residual depthwise convolution before every block (models.local_mixing;
+    causal for the AR model).
     """
 
     causal: bool = False
@@ -34,6 +36,7 @@ class TokenTransformer(nn.Module):
         dropout: float = 0.0,
         tie_weights: bool = False,
         mlp_ratio: int = 4,
+        local_mixing: int = 0,
     ) -> None:
         super().__init__()
         if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
@@ -53,6 +56,7 @@ class TokenTransformer(nn.Module):
             dropout=dropout,
             tie_weights=tie_weights,
             mlp_ratio=mlp_ratio,
+            local_mixing=local_mixing,
             causal=self.causal,
         )
 

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.block import FinalNorm, TransformerBlock
+from models.local_mixing import LocalMixing
 from models.rotary import rotary_rotation
 
 
@@ -26,6 +27,8 @@ class TransformerTrunk(nn.Module):
 
     The embedding is uniform in +-1/sqrt(hidden_size) (SEDD's init); the output projection is zero at
     init unless tie_weights, in which case its weight is the first output_size rows of the embedding.
+    local_mixing = k > 0 puts a models.local_mixing.LocalMixing layer (a residual depthwise convolution of
+    width k, causal when the trunk is) before every block; 0 (the default) leaves the trunk a plain transformer.
     """
 
     def __init__(
@@ -41,6 +44,7 @@ class TransformerTrunk(nn.Module):
         tie_weights: bool,
         mlp_ratio: int,
         causal: bool = False,
+        local_mixing: int = 0,
     ) -> None:
         super().__init__()
         for name, value in [
@@ -60,6 +64,8 @@ class TransformerTrunk(nn.Module):
             )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if isinstance(local_mixing, bool) or not isinstance(local_mixing, int) or local_mixing < 0:
+            raise ValueError(f"local_mixing must be an int >= 0 (a kernel size; 0 disables it), got {local_mixing!r}")
         if output_size > num_states:
             raise ValueError(f"output_size ({output_size}) cannot exceed num_states ({num_states})")
 
@@ -74,6 +80,10 @@ class TransformerTrunk(nn.Module):
         nn.init.uniform_(self.embedding.weight, -bound, bound)
         self.blocks = nn.ModuleList(
             TransformerBlock(hidden_size, num_heads, cond_dim, mlp_ratio, dropout, causal) for _ in range(num_layers)
+        )
+        # local_mixing = k > 0: a LocalMixing layer after the embedding and one before each later block.
+        self.mixing = nn.ModuleList(
+            LocalMixing(hidden_size, local_mixing, causal) for _ in range(num_layers if local_mixing else 0)
         )
         self.final_norm = FinalNorm(hidden_size, cond_dim)
         if tie_weights:
@@ -109,7 +119,9 @@ class TransformerTrunk(nn.Module):
         """
         h = self.embedding(x)  # (B, L, H)
         rotation = rotary_rotation(torch.arange(x.shape[1], device=x.device), self.head_dim)
-        for block in self.blocks:
+        for index, block in enumerate(self.blocks):
+            if index < len(self.mixing):
+                h = self.mixing[index](h)
             h = block(h, rotation, cond)
         h = self.final_norm(h, cond)
         tied = self.output_weight is None

@@ -1,0 +1,44 @@
+"""Local token mixing: a residual depthwise convolution along the sequence ("Canon layers", Allen-Zhu 2025).
+
+    h_l <- h_l + sum_{j=0}^{k-1} w_j * h_{l + j - offset}        (w_j in R^H, per-channel; h_m = 0 outside [0, L))
+
+with offset = k - 1 for a causal model (position l mixes l - k + 1 .. l only, so causality is kept) and
+offset = (k - 1) // 2 otherwise (a centred window: l - (k - 1) // 2 .. l + k // 2).
+
+Why: with RoPE attention a position can read its neighbours only once the attention has learned sharp
+relative-position patterns. An autoregressive model does not need that for its strongest statistic, the previous
+token, which sits in its own residual stream; a masked-diffusion denoiser does: the input at a masked position is
+the mask embedding. A k-wide mixing layer before every block gives each position its neighbours' states
+directly, at k * H parameters per layer (docs/training.md, "Experiments": the masked models leave the unigram level
+within the main job's budget with it and not without).
+"""
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class LocalMixing(nn.Module):
+    """h (B, L, H) -> h + depthwise_conv_k(h) along L (module doc); causal=True looks only backwards.
+
+    The weights are initialised as torch's Conv1d default (uniform in +-1/sqrt(k)), so neighbours are mixed
+    in from the first step.
+    """
+
+    def __init__(self, hidden_size: int, kernel_size: int, causal: bool = False) -> None:
+        super().__init__()
+        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
+            raise ValueError(f"local_mixing kernel size must be an int >= 1 (0 disables it), got {kernel_size!r}")
+        self.kernel_size = kernel_size
+        self.causal = causal
+        self.conv = nn.Conv1d(hidden_size, hidden_size, kernel_size, groups=hidden_size, bias=False)
+
+    @property
+    def padding(self) -> tuple[int, int]:
+        """(left, right) zero padding along L: (k - 1, 0) causal, ((k - 1) // 2, k // 2) centred."""
+        k = self.kernel_size
+        return (k - 1, 0) if self.causal else ((k - 1) // 2, k // 2)
+
+    def forward(self, h: Tensor) -> Tensor:
+        """h: (B, L, H) -> (B, L, H)."""
+        mixed = self.conv(F.pad(h.transpose(1, 2), self.padding))  # (B, H, L)
+        return h + mixed.transpose(1, 2)
