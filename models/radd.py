@@ -31,16 +31,6 @@ class RADDDenoiser(TokenTransformer):
         """The index of the mask state: vocab_size."""
         return self.vocab_size
 
-    @torch.no_grad()
-    def init_output_bias(self, log_probs: Tensor) -> None:
-        """Set the output bias to log_probs (V,), e.g. log unigram frequencies: with the zero output weight the
-        network starts as that unigram denoiser."""
-        if log_probs.shape != (self.vocab_size,):
-            raise ValueError(
-                f"log_probs must have shape (vocab_size,) = ({self.vocab_size},), got {tuple(log_probs.shape)}"
-            )
-        self.trunk.output_bias.copy_(log_probs)
-
     def forward(self, x: Tensor, sigma: Tensor | None = None) -> Tensor:
         """log p_theta(x0_l = y | x): x (B, L) long in [0, V]; sigma is accepted and ignored, so that DiT and
         RADDDenoiser share a call signature. Returns (B, L, V) float32 (float64 for a float64 model)

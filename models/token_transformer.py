@@ -7,7 +7,8 @@ bidirectional, AR causal) and in what they do with the output, so the constructi
 
 from typing import Any, TypeVar
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from models.presets import count_parameters, preset_arguments
 from models.trunk import TransformerTrunk
@@ -71,3 +72,13 @@ class TokenTransformer(nn.Module):
     def num_parameters(self) -> int:
         """count_parameters(self): scalar parameters, tied tensors counted once."""
         return count_parameters(self)
+
+    @torch.no_grad()
+    def init_output_bias(self, log_probs: Tensor) -> None:
+        """Set the output bias to log_probs (V,), e.g. log unigram frequencies: with the zero output weight the
+        network starts as that unigram model (RADD: a unigram denoiser; AR: a unigram next-token law)."""
+        if log_probs.shape != (self.vocab_size,):
+            raise ValueError(
+                f"log_probs must have shape (vocab_size,) = ({self.vocab_size},), got {tuple(log_probs.shape)}"
+            )
+        self.trunk.output_bias.copy_(log_probs)

@@ -47,7 +47,7 @@ def test_unigram_log_probs_match_manual_counts():
     torch.testing.assert_close(unigram_log_probs(blocks, 5), expected, rtol=1e-12, atol=0)
 
 
-def test_init_output_bias_starts_both_networks_at_the_unigram_model():
+def test_init_output_bias_starts_every_network_at_the_unigram_model():
     vocab = 7
     log_probs = torch.log_softmax(torch.randn(vocab, dtype=torch.float64), -1)
     x = torch.tensor([[0, vocab, 3, vocab]])
@@ -65,6 +65,9 @@ def test_init_output_bias_starts_both_networks_at_the_unigram_model():
         models.DiT(vocab + 1, hidden_size=16, num_layers=1, num_heads=2, cond_dim=8).init_output_bias(log_probs)
     with pytest.raises(ValueError, match="shape"):
         radd.init_output_bias(log_probs[:-1])
+    ar = models.ARTransformer(vocab, hidden_size=16, num_layers=1, num_heads=2).double()
+    ar.init_output_bias(log_probs)  # the AR yardstick starts as the same unigram model: every row is log_probs
+    torch.testing.assert_close(ar(x[:, :3].clamp(max=vocab - 1))[0], log_probs.expand(3, vocab), rtol=1e-12, atol=1e-12)
 
 
 def test_count_noise_does_not_depend_on_row_order_or_batching():
