@@ -63,6 +63,7 @@ import torch
 
 import models
 import samplers
+from training.base_module import unigram_log_probs
 from training.elbo import ratio_estimate
 from training.evaluate import fixed_order_nats, prior_nats, sequence_nats, training_data, validation_blocks
 from training.judge import check_same_tokenizer, draw_samples, judge_tokens
@@ -339,7 +340,10 @@ def markdown(report: Report) -> str:
     settings = report.settings
     lines = [f"Command: `{settings['command']}`", "",
              f"Validation: the same {settings['val_blocks']} blocks of {settings['seq_len']} tokens for every model; "
-             "bits/token +- one SE (ratio estimator over blocks; the gap's SE from paired differences).", "",
+             "bits/token +- one SE (ratio estimator over blocks; the gap's SE from paired differences). The unigram "
+             "model of the training blocks (add-1/2 counts) scores "
+             f"{settings['unigram_bits_per_token']:.3f} bits/token on these blocks: the level any model must beat.",
+             "",
              "| model | config | parameters | bits/token | measures | perplexity | gap to AR (ppl ratio) "
              "| prior term (nats/tok) | steps | train wall (s) | validation wall (s) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -397,8 +401,10 @@ def plot(report: Report, path: Path) -> str | None:
         if fixed:
             axes[0, 0].errorbar([name], [fixed["bits_per_token"]], yerr=[fixed["bits_per_token_se_over_orders"]],
                                 fmt="D", color="tab:red", label="exact, random orders")
-            axes[0, 0].legend(fontsize=8)
-    axes[0, 0].set_ylim(min(values) - 1.0, max(values) + 0.5)
+    unigram = report.settings["unigram_bits_per_token"]
+    axes[0, 0].axhline(unigram, color="k", linestyle="--", label="unigram model")
+    axes[0, 0].legend(fontsize=8)
+    axes[0, 0].set_ylim(min([*values, unigram]) - 1.0, max([*values, unigram]) + 0.5)
     axes[0, 0].set_ylabel("val bits/token (AR exact, diffusion bound)")
     axes[0, 0].tick_params(axis="x", labelrotation=30)
     axes[1, 0].axis("off")
@@ -519,7 +525,9 @@ def run(arguments: argparse.Namespace, command: str) -> Report:
     check_same_data(loaded, {name: dict(module.hparams) for name, module in data.items()})
     blocks = validation_blocks(data[JUDGE], min(arguments.val_blocks, len(data[JUDGE].val_dataset)))
     length = blocks.shape[1]
+    unigram = unigram_log_probs(data[JUDGE].train_dataset, loaded[JUDGE].module.vocab_size)
     report.settings.update(val_blocks=blocks.shape[0], seq_len=length, length=length,
+                           unigram_bits_per_token=float(-unigram[blocks].sum()) / blocks.numel() / LN2,
                            num_samples=arguments.num_samples, nfe=arguments.nfe, orders=arguments.orders,
                            order_blocks=min(arguments.order_blocks, blocks.shape[0]))
     nats = {}

@@ -92,6 +92,7 @@ def test_quality_runs_end_to_end_on_tiny_settings(tmp_path):
 
     numbers = finite_numbers({key: report[key] for key in ("validation", "samples", "references", "seconds")})
     assert numbers and all(math.isfinite(number) for number in numbers)
+    assert 0 < report["settings"]["unigram_bits_per_token"] < 9  # log2(257) = 8.006 for the byte tokenizer
     table = (work / "results.md").read_text()
     assert "| radd | configs/radd.yaml |" in table and "| sedd-uniform | tau-leaping | 4 | 3 |" in table
     has_matplotlib = importlib.util.find_spec("matplotlib") is not None
