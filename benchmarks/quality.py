@@ -242,11 +242,12 @@ def fixed_order(trained: TrainedModel, blocks: torch.Tensor, bound_nats: torch.T
     per_order = fixed_order_nats(trained, blocks, "random", arguments.orders, arguments.seed, arguments.batch, 1.0)
     tokens = float(blocks.numel())
     per_token = per_order.sum(1) / tokens  # (K,) nats/token of each order
-    se = float(per_token.std(correction=1)) / math.sqrt(per_token.numel()) if per_token.numel() > 1 else math.nan
+    se = float(per_token.std(correction=1)) / math.sqrt(per_token.numel()) if per_token.numel() > 1 else None
     bound = ratio_estimate(bound_nats, torch.full_like(bound_nats, float(blocks.shape[1])))
     return {
         "orders": per_token.numel(), "blocks": blocks.shape[0],
-        "bits_per_token": float(per_token.mean()) / LN2, "bits_per_token_se_over_orders": se / LN2,
+        "bits_per_token": float(per_token.mean()) / LN2,
+        "bits_per_token_se_over_orders": None if se is None else se / LN2,  # one order: no SE
         "bound_bits_per_token_same_blocks": bound.value / LN2,
         "bound_bits_per_token_se_same_blocks": (bound.standard_error or math.nan) / LN2,
         "seconds": time.perf_counter() - start,
@@ -335,6 +336,11 @@ def references(judge: TrainedModel, blocks: torch.Tensor, length: int, arguments
 
 
 # ------------------------------------------------------------------------------------------------- output
+def plus_minus(se: float | None) -> str:
+    """" +- 0.123" for a standard error, "" when there is none (a single order)."""
+    return "" if se is None else f" +- {se:.3f}"
+
+
 def markdown(report: Report) -> str:
     """The tables of the report as Markdown."""
     settings = report.settings
@@ -361,7 +367,8 @@ def markdown(report: Report) -> str:
         if fixed:
             lines += ["", f"{name}, exact fixed-order likelihood (losses.any_order_log_likelihood) on the first "
                       f"{fixed['blocks']} blocks, mean over {fixed['orders']} random orders (+- SE over orders): "
-                      f"**{fixed['bits_per_token']:.3f} +- {fixed['bits_per_token_se_over_orders']:.3f}** bits/token; "
+                      f"**{fixed['bits_per_token']:.3f}{plus_minus(fixed['bits_per_token_se_over_orders'])}** "
+                      "bits/token; "
                       f"its bound on the same blocks: {fixed['bound_bits_per_token_same_blocks']:.3f} +- "
                       f"{fixed['bound_bits_per_token_se_same_blocks']:.3f} ({fixed['seconds']:.0f} s)."]
     lines += ["", f"Samples: {settings['num_samples']} per cell, {settings['length']} tokens, judge: the AR model "
@@ -399,7 +406,7 @@ def plot(report: Report, path: Path) -> str | None:
     for name in names:
         fixed = report.validation[name].fixed_order
         if fixed:
-            axes[0, 0].errorbar([name], [fixed["bits_per_token"]], yerr=[fixed["bits_per_token_se_over_orders"]],
+            axes[0, 0].errorbar([name], [fixed["bits_per_token"]], yerr=[fixed["bits_per_token_se_over_orders"] or 0],
                                 fmt="D", color="tab:red", label="exact, random orders")
     unigram = report.settings["unigram_bits_per_token"]
     axes[0, 0].axhline(unigram, color="k", linestyle="--", label="unigram model")
