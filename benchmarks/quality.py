@@ -390,6 +390,7 @@ def plot(report: Report, path: Path) -> str | None:
     """Val bits/token per model and gen-PPL / entropy against NFE per sampler; None if matplotlib is missing."""
     try:
         import matplotlib
+        import matplotlib.ticker
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
@@ -430,6 +431,9 @@ def plot(report: Report, path: Path) -> str | None:
                 axes[1, column].axhline(row.unigram_entropy_nats, color="k", linestyle=style, label=label)
         axes[0, column].set(title=name, xscale="log", yscale="log", ylabel="gen-PPL (judge: AR)")
         axes[1, column].set(xscale="log", xlabel="NFE (measured)", ylabel="unigram entropy (nats)")
+        for axis in axes[:, column]:
+            axis.set_xticks(report.settings["nfe"], [str(budget) for budget in report.settings["nfe"]])
+            axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         axes[0, column].legend(fontsize=7)
     figure.suptitle(textwrap.fill(report.settings["command"], 180), fontsize=8)
     figure.tight_layout()
@@ -468,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--order_models", nargs="*", default=["radd"], help="models that get the exact likelihood")
     parser.add_argument("--nfe", type=int, nargs="+", default=[8, 16, 32, 64], help="NFE budgets of the samplers")
     parser.add_argument("--samplers", nargs="+", help=f"restrict to these samplers ({', '.join(SAMPLERS_ABSORBING)})")
-    parser.add_argument("--num_samples", type=int, default=32, help="samples per (model, sampler, NFE)")
+    parser.add_argument("--num_samples", type=int, default=16, help="samples per (model, sampler, NFE)")
     parser.add_argument("--batch", type=int, default=16, help="sequences per network call in validation / judging")
     parser.add_argument("--seed", type=int, default=0, help="seed of the validation draws, orders and samples")
     parser.add_argument("--threads", type=int, help="torch threads here and OMP/MKL threads of the fits")
