@@ -3,7 +3,7 @@
 Run (from the repository root; docs/results.md gives the measured tables and the commands behind them):
 
     python -m benchmarks.quality                                  # the four configs as committed (600 steps)
-    python -m benchmarks.quality --steps 150 --num_samples 4 --nfe 8 32 --threads 1   # a short run
+    python -m benchmarks.quality --steps 150 --val_blocks 128 --order_blocks 32 --num_samples 4 --nfe 8 32 --threads 1
     python -m benchmarks.quality --ckpt ar=PATH --ckpt sedd=PATH ...  # reuse checkpoints, train the rest
     python -m benchmarks.quality --reuse                          # reuse the checkpoints of an earlier run here
 

@@ -54,12 +54,13 @@ def test_quality_runs_end_to_end_on_tiny_settings(tmp_path):
     checkpoints = {name: fit_here(name, corpus, tmp_path / "here") for name in NETWORKS}
     out = tmp_path / "quality.json"
     work = tmp_path / "work"
-    quality.main([
+    argv = [
         "--steps=2", *(f"--fit_arg={item}" for item in tiny(corpus)), "--threads=1",
         *(f"--ckpt={name}={path}" for name, path in checkpoints.items()),
         "--val_blocks=8", "--orders=2", "--order_blocks=3", "--nfe", "4", "--num_samples=2", "--batch=4",
         f"--out={out}", f"--work_dir={work}",
-    ])
+    ]
+    quality.main(argv)
     report = json.loads(out.read_text())
     assert set(report) == {"settings", "training", "validation", "samples", "references", "seconds"}
     assert list(report["training"]) == list(quality.CONFIGS)
@@ -97,6 +98,22 @@ def test_quality_runs_end_to_end_on_tiny_settings(tmp_path):
     assert "| radd | configs/radd.yaml |" in table and "| sedd-uniform | tau-leaping | 4 | 3 |" in table
     has_matplotlib = importlib.util.find_spec("matplotlib") is not None
     assert (work / "quality.png").is_file() == has_matplotlib == (report["settings"]["plot"] is not None)
+
+    # --reuse: the judge's checkpoint and fit record are read back, and every seeded number comes out the same
+    quality.main([*argv, "--reuse"])
+    again = json.loads(out.read_text())
+    assert again["training"]["ar"] == {**judge, "reused": True}
+    for key in ("validation", "samples", "references"):
+        assert strip_seconds(again[key]) == strip_seconds(report[key])
+
+
+def strip_seconds(value: object) -> object:
+    """`value` without the wall-time entries (the only numbers that differ between two runs)."""
+    if isinstance(value, dict):
+        return {key: strip_seconds(item) for key, item in value.items() if "seconds" not in key}
+    if isinstance(value, list):
+        return [strip_seconds(item) for item in value]
+    return value
 
 
 def test_sampler_plan_by_hand():
