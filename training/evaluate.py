@@ -49,16 +49,28 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
+import yaml
 from torch import Tensor
 
 import losses
 import samplers
+from training.base_module import CONFIG_KEY
+from training.data import TextDataModule
 from training.data_corpus import TextCorpus
 from training.elbo import RatioEstimate, ratio_estimate  # noqa: F401 (RatioEstimate: public name kept here)
 from training.judge import JudgeReport, format_judge, judge_samples
-from training.restore import CommandParser, TrainedModel, check_device, check_output, load_trained, write_output
+from training.restore import (
+    CommandParser,
+    TrainedModel,
+    check_device,
+    check_output,
+    load_trained,
+    read_checkpoint,
+    write_output,
+)
 
 
 def text_tokens(path: str, trained: TrainedModel) -> Tensor:
@@ -71,6 +83,32 @@ def text_tokens(path: str, trained: TrainedModel) -> Tensor:
     if not ids:
         raise ValueError(f"text: {path!r} holds no text; give a file that contains text")
     return torch.tensor(ids, dtype=torch.long)
+
+
+def training_data(ckpt_path: str, config: str | None = None) -> TextDataModule:
+    """The data module a checkpoint was trained on, rebuilt from the `data` section stored in it (or that of
+    the YAML `config`): the same corpus, tokenizer, seq_len and seeded train/validation split."""
+    if config is not None:
+        if not Path(config).is_file():
+            raise ValueError(f"config: {config!r} does not exist; give the YAML the checkpoint was trained with")
+        stored = Path(config).read_text(encoding="utf-8")
+    else:
+        stored = read_checkpoint(ckpt_path).get(CONFIG_KEY, {}).get("config")
+        if not stored:
+            raise ValueError(f"ckpt_path: {ckpt_path!r} stores no training config; pass the YAML it was trained with")
+    data = (yaml.safe_load(stored) or {}).get("data") or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config: the data section of {ckpt_path!r} is not a mapping; pass the training YAML")
+    return TextDataModule(**data)
+
+
+def validation_blocks(data: TextDataModule, count: int | None = None) -> Tensor:
+    """(N, seq_len) long: the first `count` (None: all) validation blocks of `data`, in the order `lightning
+    validate` reads them, so that limit_val_batches = count / batch_size validates on the same blocks."""
+    total = len(data.val_dataset)
+    if count is not None and not 1 <= count <= total:
+        raise ValueError(f"count: the data has {total} validation blocks; ask for 1 to {total}, got {count}")
+    return torch.stack([data.val_dataset[index] for index in range(total if count is None else count)])
 
 
 def corpus_entropy(tokens: Tensor) -> float:

@@ -34,7 +34,7 @@ from training.restore import TrainedModel, load_trained
 from training.tokenizers import END_OF_TEXT
 
 SAMPLE_HEADER = re.compile(r"^=== sample \d+: .* ===$", re.M)
-SAMPLE_FOOTER = re.compile(r"^=== .*: NFE (\d+), .* ===$", re.M)
+SAMPLE_FOOTER = re.compile(r"^=== .*: NFE (\d+(?:\.\d+)?), .* ===$", re.M)  # a per-row cache gives NFE 10.5
 
 
 @dataclass
@@ -49,20 +49,20 @@ class JudgeReport:
     gen_ppl_se: float
     mean_nll_per_token: float
     unigram_entropy_nats: float
-    nfe: int | None
+    nfe: float | None
     seconds_per_sample: float | None
     sampler: str | None
     standard_error: str = "delta method over samples: gen-PPL * sd(m_b) / sqrt(N), m_b the NLL per token of sample b"
 
 
-def read_samples(path: str) -> tuple[list[str], int | None]:
+def read_samples(path: str) -> tuple[list[str], float | None]:
     """The sample texts of the file at `path` and the NFE its `lightning sample` footer names (None if none)."""
     file = Path(path)
     if not file.is_file():
         raise ValueError(f"--samples: {path!r} does not exist; give the output of `lightning sample` or a text file")
     text = file.read_text(encoding="utf-8")
     footer = SAMPLE_FOOTER.search(text)
-    nfe = int(footer.group(1)) if footer else None
+    nfe = float(footer.group(1)) if footer else None
     if footer:
         text = text[: footer.start()]
     if SAMPLE_HEADER.search(text):
@@ -109,13 +109,66 @@ def check_same_tokenizer(judge: TrainedModel, model: TrainedModel) -> None:
         )
 
 
-def judge_samples(arguments: argparse.Namespace, device: torch.device) -> JudgeReport:
-    """Judge mode of `lightning evaluate` on parsed arguments (module docstring)."""
+@dataclass
+class DrawnSamples:
+    """Samples drawn for judging. tokens: (N, L) long in [0, V) (a mask a sampler left reads as end-of-text);
+    nfe: network evaluations per sequence (samplers.SamplingResult; AR: L); seconds_per_sample: the sampler's
+    wall time / N; sampler: what drew them ("ancestral" or "<name>, <steps> steps")."""
+
+    tokens: torch.Tensor
+    nfe: float
+    seconds_per_sample: float
+    sampler: str
+
+
+def draw_samples(
+    model: TrainedModel,
+    num_samples: int,
+    length: int,
+    seed: int = 0,
+    sampler: str = "euler",
+    options: dict[str, object] | None = None,
+) -> DrawnSamples:
+    """`num_samples` samples of `length` tokens from `model`'s EMA weights, timed: ancestral for an AR model,
+    else the sampler named `sampler` (training.sample.resolve_sampler) built with `options` (e.g. {"steps": 16}).
+
+    Raises ValueError (one line) for a length the network does not accept, an unknown sampler or option, and
+    sampler options given for an AR model.
+    """
     from training.sample import build_sampler, generate_samples, resolve_sampler
 
-    judge = load_trained(arguments.judge, None, device)
+    model.check_length(length, "--length")
+    device = model.module.device
+    start = time.perf_counter()
+    if model.kind == "autoregressive":
+        if options:
+            raise ValueError(f"an autoregressive model samples ancestrally; it takes no sampler option {options}")
+        result = model.module.generate_result(num_samples, length, torch.Generator(device=device).manual_seed(seed))
+        tokens, nfe, label = result.tokens.cpu(), float(result.nfe), "ancestral"
+    else:
+        built = build_sampler(resolve_sampler(sampler), model.module.process, dict(options or {}), sampler)
+        samples = generate_samples(model, built, num_samples, length, seed)
+        tokens = samples.tokens.clamp(max=model.tokenizer.vocab_size - 1)  # a mask left reads as end-of-text
+        steps = getattr(built, "steps", None)
+        nfe, label = float(samples.nfe), f"{sampler}, {'exact' if steps is None else steps} steps"
+    return DrawnSamples(tokens, nfe, (time.perf_counter() - start) / num_samples, label)
+
+
+def judge_tokens(judge: TrainedModel, tokens: torch.Tensor, batch_size: int = 16) -> losses.GenerativePerplexity:
+    """The generative perplexity of `tokens` (N, L) long under the AR checkpoint `judge`'s EMA network
+    (losses.generative_perplexity, with the judge's vocabulary and context length)."""
     judge.require_kind("autoregressive", "--judge")
     judge.module.ema.eval()
+    return losses.generative_perplexity(
+        judge.module.ema, tokens.to(judge.module.device), batch_size=batch_size, vocab_size=judge.module.vocab_size,
+        max_length=judge.max_length,
+    )
+
+
+def judge_samples(arguments: argparse.Namespace, device: torch.device) -> JudgeReport:
+    """Judge mode of `lightning evaluate` on parsed arguments (module docstring)."""
+    judge = load_trained(arguments.judge, None, device)
+    judge.require_kind("autoregressive", "--judge")
     nfe = seconds = sampler_name = None
     if arguments.samples is not None:
         texts, nfe = read_samples(arguments.samples)
@@ -131,25 +184,11 @@ def judge_samples(arguments: argparse.Namespace, device: torch.device) -> JudgeR
         length = model.seq_len if arguments.length is None else arguments.length
         model.check_length(length, "--length")
         judge.check_length(length, "--length (the judge's context)")
-        start = time.perf_counter()
-        if model.kind == "autoregressive":
-            result = model.module.generate_result(
-                arguments.num_samples, length, torch.Generator(device=device).manual_seed(arguments.seed)
-            )
-            tokens, nfe, sampler_name = result.tokens.cpu(), result.nfe, "ancestral"
-        else:
-            options = {} if arguments.steps is None else {"steps": arguments.steps}
-            sampler = build_sampler(resolve_sampler(arguments.sampler), model.module.process, options,
-                                    arguments.sampler)
-            samples = generate_samples(model, sampler, arguments.num_samples, length, arguments.seed)
-            tokens = samples.tokens.clamp(max=model.tokenizer.vocab_size - 1)  # a mask left reads as end-of-text
-            nfe, sampler_name = samples.nfe, f"{arguments.sampler}, {getattr(sampler, 'steps', None)} steps"
-        seconds = (time.perf_counter() - start) / arguments.num_samples
+        options = {} if arguments.steps is None or model.kind == "autoregressive" else {"steps": arguments.steps}
+        drawn = draw_samples(model, arguments.num_samples, length, arguments.seed, arguments.sampler, options)
+        tokens, nfe, seconds, sampler_name = drawn.tokens, drawn.nfe, drawn.seconds_per_sample, drawn.sampler
         source = f"generated from {arguments.ckpt_path}"
-    score = losses.generative_perplexity(
-        judge.module.ema, tokens.to(device), batch_size=arguments.batch_size, vocab_size=judge.module.vocab_size,
-        max_length=judge.max_length,
-    )
+    score = judge_tokens(judge, tokens, arguments.batch_size)
     return JudgeReport(
         judge=arguments.judge, samples=source, num_samples=score.num_samples, length=score.length,
         gen_ppl=score.gen_ppl, gen_ppl_se=score.standard_error, mean_nll_per_token=float(score.nll_per_token.mean()),
@@ -159,7 +198,7 @@ def judge_samples(arguments: argparse.Namespace, device: torch.device) -> JudgeR
 
 def format_judge(report: JudgeReport) -> str:
     """A human-readable report of judge mode."""
-    nfe = "unknown" if report.nfe is None else str(report.nfe)
+    nfe = "unknown" if report.nfe is None else f"{report.nfe:g}"
     wall = "unknown" if report.seconds_per_sample is None else f"{report.seconds_per_sample:.3f} s"
     return "\n".join([
         f"judge: {report.judge}",
