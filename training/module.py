@@ -6,9 +6,9 @@ the number of states it reads, and optionally a sampler for periodic samples. On
 
     t ~ loss.sample_time(B),  x_t ~ P(0, t)[x_0, :],  nats = loss(network(x_t, sigma-bar(t)), x_0, x_t, t)
 
-and the optimiser minimises mean(nats) / L, nats per token. The network is asked only for the positions the loss
-reads (`where = loss.output_positions(x_t)`, the masked ones on the absorbing chain; `packed_outputs`). On the absorbing chain the masked-count
-estimator (losses.MaskedCountEstimator, `train_estimator` / `val_estimator`) replaces t ~ sample_time by
+and the optimiser minimises mean(nats) / L, nats per token. The network is asked only for the positions the
+loss reads (`where = loss.output_positions(x_t)`, the masked ones on the absorbing chain; `packed_outputs`).
+On the absorbing chain the masked-count estimator (losses.MaskedCountEstimator, `train_estimator` / `val_estimator`) replaces t ~ sample_time by
 importance-sampled (t, x_t) with the same expectation and bounded terms: nats = weight * loss(...).
 Validation estimates the negative ELBO with an exponential moving average (EMA) of the weights and
 `val_time_samples` stratified draws per sequence (training/elbo.py), plus the t = 1 prior term

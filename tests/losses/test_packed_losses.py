@@ -78,5 +78,6 @@ def test_packed_output_with_the_wrong_number_of_rows_is_refused():
     x0 = torch.zeros(2, 3, dtype=torch.long)
     x_t = x0.clone()
     x_t[0, :2] = VOCAB
-    with pytest.raises(ValueError, match=r"output must have shape \(N, n\) rows at loss.output_positions\(x_t\) = \(2, 14\)"):
+    message = r"output must have shape \(N, n\) rows at loss.output_positions\(x_t\) = \(2, 14\)"
+    with pytest.raises(ValueError, match=message):
         loss(torch.zeros(3, VOCAB + 1, dtype=torch.float64), x0, x_t, torch.full((2,), 0.5))

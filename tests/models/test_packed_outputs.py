@@ -92,7 +92,7 @@ def test_dit_output_matches_the_formula_on_three_dimensional_tensors(absorbing):
 def test_bad_where_is_refused_on_one_line():
     network, radd = _dit(True), _radd()
     x, sigma, where, _ = _inputs()
-    for model, call in ((network, lambda w: network(x, sigma, where=w)), (radd, lambda w: radd(x, where=w))):
+    for call in (lambda w: network(x, sigma, where=w), lambda w: radd(x, where=w)):
         with pytest.raises(TypeError, match=r"where must be None or a \(B, L\) bool tensor"):
             call(where.long())
         with pytest.raises(ValueError, match=r"where must have the shape of x, \(4, 8\), got \(4, 7\)"):
