@@ -8,8 +8,9 @@ the number of states it reads, and optionally a sampler for periodic samples. On
 
 and the optimiser minimises mean(nats) / L, nats per token. The network is asked only for the positions the
 loss reads (`where = loss.output_positions(x_t)`, the masked ones on the absorbing chain; `packed_outputs`).
-On the absorbing chain the masked-count estimator (losses.MaskedCountEstimator, `train_estimator` / `val_estimator`) replaces t ~ sample_time by
-importance-sampled (t, x_t) with the same expectation and bounded terms: nats = weight * loss(...).
+On the absorbing chain the masked-count estimator (losses.MaskedCountEstimator, `train_estimator` /
+`val_estimator`) replaces t ~ sample_time by importance-sampled (t, x_t) with the same expectation and
+bounded terms: nats = weight * loss(...).
 Validation estimates the negative ELBO with an exponential moving average (EMA) of the weights and
 `val_time_samples` stratified draws per sequence (training/elbo.py), plus the t = 1 prior term
 KL(q(x_1 | x_0) || pi^L) of each sequence (losses.PriorKL; `prior_nats`), so that the logged value is a true
