@@ -80,6 +80,9 @@ class DiffusionModule(TrainingModule):
         loss.output_positions(x_t)), the masked ones on the absorbing chain; training.elbo.loss_output): the
         same loss and gradients without the head at the other positions. False: always the full output (a
         network whose forward takes no `where`).
+    compile: torch.compile the trained network (nn.Module.compile: the weights, the checkpoint keys and the EMA
+        copy, which stays eager, are unchanged); true uses torch's default backend (inductor), a string names
+        another backend. Off by default: on CPU it did not pay (docs/training.md, torch.compile).
     """
 
     KIND = "diffusion"
@@ -106,6 +109,7 @@ class DiffusionModule(TrainingModule):
         val_estimator: str = "auto",
         unigram_output_bias: bool = False,
         packed_outputs: bool = True,
+        compile: bool | str = False,
     ) -> None:
         super().__init__(
             vocab_size, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, warmup_steps=warmup_steps,
@@ -128,6 +132,16 @@ class DiffusionModule(TrainingModule):
                 f"model.packed_outputs asks the network for the outputs the loss reads (forward(x, sigma, where=)), "
                 f"but {type(self.network).__name__}.forward takes no `where`; set model.packed_outputs=false"
             )
+        if compile is not False:
+            if compile is True or compile == "inductor":
+                self.network.compile()
+            elif isinstance(compile, str) and compile in torch._dynamo.list_backends(exclude_tags=()):
+                self.network.compile(backend=compile)
+            else:
+                backends = ", ".join(torch._dynamo.list_backends())
+                raise ValueError(
+                    f"model.compile must be true, false or a torch.compile backend ({backends}), got {compile!r}"
+                )
         self._sampler_factory = sampler
         self._sampler: samplers.Sampler | None = None
         self.val_time_samples = val_time_samples
