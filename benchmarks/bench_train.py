@@ -196,7 +196,7 @@ AR_CASES = {  # name: (chain, network, loss); the configs' networks with hidden 
     "radd": ("absorbing", "RADDDenoiser", "LambdaDCE"),
     "uniform": ("uniform", "DiT", "ScoreEntropy"),
 }
-AR_STEPS = {"L32": (3, 8), "L128": (2, 5)}  # (warm-up, timed) steps per run
+AR_STEPS = {"L32": (2, 6), "L128": (1, 4)}  # (warm-up, timed) steps per run
 
 
 def diffusion_step_times(case: str, variant: str, batch: int, length: int, total_steps: int) -> list[float]:

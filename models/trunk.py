@@ -4,6 +4,8 @@ tokens (B, L) -> embedding -> num_layers TransformerBlocks with RoPE -> FinalNor
 The blocks are adaLN-conditioned when cond_dim is given and plain pre-LN otherwise; the trunk itself
 knows nothing of noise levels, only of an optional conditioning vector. With causal=True every attention
 layer is causal (position l sees positions <= l), which makes output l a function of x[:, : l + 1] only.
+With `where` ((B, L) bool) the final norm and the projection run only on the selected positions and the output
+is packed, (where.sum(), S_out) in the row-major order of where.nonzero() (docs/models.md, Packed outputs).
 """
 
 import math
