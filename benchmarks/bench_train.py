@@ -2,6 +2,7 @@
 module in a Trainer against a hand-written PyTorch loop.
 
 Run:  python -m benchmarks.bench_train --compare ar [--baseline-code /path/to/old/checkout]
+      python -m benchmarks.bench_train --compare compile            # torch.compile of the sedd network
       python -m benchmarks.bench_train --compare lightning          # quick: tiny B=4 L=64, small B=1 L=32
       python -m benchmarks.bench_train --compare lightning --full   # tiny B=8 L=128, small B=8 L=1024
 
@@ -17,6 +18,9 @@ thread and glibc's retain setting (training/allocator.py, as the training comman
 and the table reports the median over repeats of each run's median step (the machine may be shared: note its
 load), the ratio to the AR step, and peak RSS over the base after the imports. JSON:
 benchmarks/results/train_vs_ar.json.
+
+--compare compile: the sedd step at L = 32 (packed) eager, then with the network compiled (torch.compile,
+inductor), then eager again, in one one-thread process; JSON: benchmarks/results/train_compile.json.
 
 --compare lightning:
 
@@ -199,9 +203,12 @@ AR_CASES = {  # name: (chain, network, loss); the configs' networks with hidden 
 AR_STEPS = {"L32": (2, 6), "L128": (1, 4)}  # (warm-up, timed) steps per run
 
 
-def diffusion_step_times(case: str, variant: str, batch: int, length: int, total_steps: int) -> list[float]:
+def diffusion_step_times(
+    case: str, variant: str, batch: int, length: int, total_steps: int, compile_network: bool = False
+) -> list[float]:
     """Per-step seconds of one diffusion training step of AR_CASES[case]; variant "packed" asks the network
-    for loss.output_positions(x_t) only (where=), "full"/"baseline" for the whole output."""
+    for loss.output_positions(x_t) only (where=), "full"/"baseline" for the whole output. compile_network:
+    nn.Module.compile() first (torch.compile's default backend); its first steps include the compilation."""
     chain, network_name, loss_name = AR_CASES[case]
     if chain == "absorbing":
         process = ctmc.ForwardProcess(ctmc.Absorbing(VOCAB), ctmc.LogLinear())
@@ -213,6 +220,8 @@ def diffusion_step_times(case: str, variant: str, batch: int, length: int, total
         network = models.DiT(process.num_states, cond_dim=64, absorbing_parameterization=chain == "absorbing", **size)
     else:
         network = models.RADDDenoiser(VOCAB, **size)
+    if compile_network:
+        network.compile()
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-4, fused=True)
     x0 = torch.randint(0, VOCAB, (batch, length), generator=torch.Generator().manual_seed(0))
     generator = torch.Generator().manual_seed(1)
@@ -302,10 +311,29 @@ def compare_with_ar(repeats: int, baseline_code: str | None, json_path: str) -> 
     print(f"wrote {path}")
 
 
+def compare_compile(steps: int, json_path: str) -> None:
+    """The sedd case at L = 32 (packed, one thread) eager, compiled, eager again, in one process: per-step times
+    of the compiled run (its first steps include compilation and a recompilation for the varying packed rows)."""
+    torch.set_num_threads(1)
+    batch, length = AR_SHAPES["L32"]
+    runs = []
+    for compiled in (False, True, False):
+        times = diffusion_step_times("sedd", "packed", batch, length, steps, compile_network=compiled)
+        runs.append({"compiled": compiled, "step_s": times, "median_after_3_s": statistics.median(times[3:])})
+        print(f"{'compiled' if compiled else 'eager':<9} first 3 steps {' '.join(f'{x:.1f}' for x in times[:3])} s, "
+              f"median of the rest {1e3 * runs[-1]['median_after_3_s']:.0f} ms", flush=True)
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    path = Path(json_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"case": "sedd packed L32", "runs": runs}, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--compare", choices=["ar", "lightning"], default="ar",
-                        help="ar: diffusion steps against the AR step; lightning: the module against a plain loop")
+    parser.add_argument("--compare", choices=["ar", "lightning", "compile"], default="ar",
+                        help="ar: diffusion steps against the AR step; lightning: the module against a plain loop; "
+                             "compile: the sedd step eager, compiled, eager")
     parser.add_argument("--baseline-code", help="--compare ar: also time the full step with this checkout's code")
     parser.add_argument("--run-ar-case", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--full", action="store_true", help="tiny B=8 L=128, small B=8 L=1024")
@@ -317,6 +345,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.run_ar_case:
         print(json.dumps(run_ar_case(*args.run_ar_case)))
+        return
+    if args.compare == "compile":
+        compare_compile(12, args.json or "benchmarks/results/train_compile.json")
         return
     if args.compare == "ar":
         compare_with_ar(args.repeats or 3, args.baseline_code, args.json or "benchmarks/results/train_vs_ar.json")
