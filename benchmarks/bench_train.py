@@ -1,7 +1,28 @@
-"""Training-step speed and peak memory: the Lightning module in a Trainer against a hand-written PyTorch loop.
+"""Training-step speed and peak memory: diffusion steps against an AR step of the same trunk, and the Lightning
+module in a Trainer against a hand-written PyTorch loop.
 
-Run:  python -m benchmarks.bench_train            # quick: tiny B=4 L=64, small B=1 L=32 (~5 min, 2 cores)
-      python -m benchmarks.bench_train --full     # tiny B=8 L=128, small B=8 L=1024 (a GPU, or patience)
+Run:  python -m benchmarks.bench_train --compare ar [--baseline-code /path/to/old/checkout]
+      python -m benchmarks.bench_train --compare compile            # torch.compile of the sedd network
+      python -m benchmarks.bench_train --compare lightning          # quick: tiny B=4 L=64, small B=1 L=32
+      python -m benchmarks.bench_train --compare lightning --full   # tiny B=8 L=128, small B=8 L=1024
+
+--compare ar (the default): one training step (t and x_t drawn, forward, loss, backward, fused AdamW step) at
+the shapes of configs/sedd.yaml (DiT, absorbing chain, score entropy), configs/radd.yaml (RADDDenoiser,
+lambda-DCE) and configs/sedd-uniform.yaml (DiT, uniform chain, geometric schedule), GPT-2 vocabulary, hidden
+128, 2 layers, 4 heads, B = 8 at L = 32 and L = 128, against the step of `models.ARTransformer` with the same
+trunk (embedding, 2 pre-LN blocks, one V-way head; its exact NLL on every position, `ARTransformer.nll`). Each
+diffusion case runs with packed outputs (the network asked only for `loss.output_positions(x_t)`: "packed"),
+with the full output ("full", `where=None`), and, given --baseline-code, the full step with the package code
+of another checkout ("baseline": e.g. the commit before this change). Every case is a fresh process with one
+thread and glibc's retain setting (training/allocator.py, as the training command); repeats are interleaved
+and the table reports the median over repeats of each run's median step (the machine may be shared: note its
+load), the ratio to the AR step, and peak RSS over the base after the imports. JSON:
+benchmarks/results/train_vs_ar.json.
+
+--compare compile: the sedd step at L = 32 (packed) eager, then with the network compiled (torch.compile,
+inductor), then eager again, in one one-thread process; JSON: benchmarks/results/train_compile.json.
+
+--compare lightning:
 
 Both sides train the same network (`models.DiT` preset `tiny` or `small`, GPT-2 vocabulary + mask = 50,258
 states, absorbing chain, log-linear schedule), with the same loss (`losses.ScoreEntropy`, mean / L), optimiser
@@ -173,15 +194,166 @@ def run_case(preset: str, impl: str, device: str, batch: int, length: int, steps
         row["gpu"] = torch.cuda.get_device_name()
     return row
 
+AR_SHAPES = {"L32": (8, 32), "L128": (8, 128)}  # (B, L): the configs' blocks, and the issue's longer blocks
+AR_CASES = {  # name: (chain, network, loss); the configs' networks with hidden 128, 2 layers, 4 heads
+    "sedd": ("absorbing", "DiT", "ScoreEntropy"),
+    "radd": ("absorbing", "RADDDenoiser", "LambdaDCE"),
+    "uniform": ("uniform", "DiT", "ScoreEntropy"),
+}
+AR_STEPS = {"L32": (2, 6), "L128": (1, 4)}  # (warm-up, timed) steps per run
+
+
+def diffusion_step_times(
+    case: str, variant: str, batch: int, length: int, total_steps: int, compile_network: bool = False
+) -> list[float]:
+    """Per-step seconds of one diffusion training step of AR_CASES[case]; variant "packed" asks the network
+    for loss.output_positions(x_t) only (where=), "full"/"baseline" for the whole output. compile_network:
+    nn.Module.compile() first (torch.compile's default backend); its first steps include the compilation."""
+    chain, network_name, loss_name = AR_CASES[case]
+    if chain == "absorbing":
+        process = ctmc.ForwardProcess(ctmc.Absorbing(VOCAB), ctmc.LogLinear())
+    else:
+        process = ctmc.ForwardProcess(ctmc.Uniform(VOCAB), ctmc.Geometric(sigma_min=1e-4, sigma_max=20.0))
+    loss_fn = getattr(losses, loss_name)(process)
+    size = {"hidden_size": 128, "num_layers": 2, "num_heads": 4, "max_length": length}
+    if network_name == "DiT":
+        network = models.DiT(process.num_states, cond_dim=64, absorbing_parameterization=chain == "absorbing", **size)
+    else:
+        network = models.RADDDenoiser(VOCAB, **size)
+    if compile_network:
+        network.compile()
+    optimizer = torch.optim.AdamW(network.parameters(), lr=1e-4, fused=True)
+    x0 = torch.randint(0, VOCAB, (batch, length), generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(1)
+    times = []
+    for _ in range(total_steps):
+        start = time.perf_counter()
+        t = loss_fn.sample_time(batch, generator=generator)
+        x_t = process.sample(x0, t[:, None], generator=generator)
+        where = loss_fn.output_positions(x_t) if variant == "packed" else None
+        sigma = process.total(t)
+        output = network(x_t, sigma) if where is None else network(x_t, sigma, where=where)
+        (loss_fn(output, x0, x_t, t).mean() / length).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def ar_step_times(batch: int, length: int, total_steps: int) -> list[float]:
+    """Per-step seconds of the AR step: ARTransformer (hidden 128, 2 layers, 4 heads) NLL of every token."""
+    network = models.ARTransformer(VOCAB, hidden_size=128, num_layers=2, num_heads=4, max_length=length)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=1e-4, fused=True)
+    x0 = torch.randint(0, VOCAB, (batch, length), generator=torch.Generator().manual_seed(0))
+    times = []
+    for _ in range(total_steps):
+        start = time.perf_counter()
+        (network.nll(x0).mean() / length).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def run_ar_case(case: str, variant: str, shape: str) -> dict:
+    """One --compare ar measurement, in this (fresh, one-thread) process."""
+    torch.set_num_threads(1)
+    batch, length = AR_SHAPES[shape]
+    warmup, steps = AR_STEPS[shape]
+    base_kib = status_kib("VmRSS")
+    if case == "ar":
+        times = ar_step_times(batch, length, warmup + steps)[warmup:]
+    else:
+        times = diffusion_step_times(case, variant, batch, length, warmup + steps)[warmup:]
+    return {"case": case, "variant": variant, "shape": shape, "batch": batch, "length": length,
+            "median_step_s": statistics.median(times), "peak_over_base_mib": (status_kib("VmHWM") - base_kib) / 1024}
+
+
+def compare_with_ar(repeats: int, baseline_code: str | None, json_path: str) -> None:
+    """Run every (case, variant, shape) `repeats` times, interleaved, and print the table against AR."""
+    variants = ["packed", "full"] + (["baseline"] if baseline_code else [])
+    plan = [("ar", "full")] + [(case, v) for case in AR_CASES for v in variants
+                               if not (case == "uniform" and v == "packed")]  # uniform: nothing to pack
+    script = str(Path(__file__).resolve())
+    here = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, **RETAIN, "OMP_NUM_THREADS": "1"}
+    runs: dict[tuple[str, str, str], list[dict]] = {}
+    load = []
+    for repeat in range(repeats):
+        for shape in AR_SHAPES:
+            for case, variant in plan:
+                code = baseline_code if variant == "baseline" else here
+                done = subprocess.run([sys.executable, script, "--run-ar-case", case, variant, shape],
+                                      capture_output=True, text=True, env={**env, "PYTHONPATH": code}, cwd=code)
+                if done.returncode != 0:
+                    raise RuntimeError(f"{case} {variant} {shape} failed: {done.stderr.strip()[-500:]}")
+                runs.setdefault((shape, case, variant), []).append(json.loads(done.stdout.strip().splitlines()[-1]))
+                load.append(os.getloadavg()[0])
+                print(f"done {repeat} {shape} {case} {variant}", file=sys.stderr, flush=True)
+    rows = []
+    for measured in runs.values():
+        rows.append({**measured[0], "median_step_s": statistics.median(r["median_step_s"] for r in measured),
+                     "median_step_s_of_runs": [r["median_step_s"] for r in measured],
+                     "peak_over_base_mib": statistics.median(r["peak_over_base_mib"] for r in measured)})
+    ar = {row["shape"]: row["median_step_s"] for row in rows if row["case"] == "ar"}
+    print(f"{'shape':<7}{'case':<9}{'variant':<10}{'B x L':>9}{'median ms':>11}{'x AR':>7}{'peak over base MiB':>20}")
+    for row in rows:
+        row["ratio_to_ar"] = row["median_step_s"] / ar[row["shape"]]
+        print(f"{row['shape']:<7}{row['case']:<9}{row['variant']:<10}{row['batch']:>4} x{row['length']:>4}"
+              f"{1e3 * row['median_step_s']:>11.1f}{row['ratio_to_ar']:>7.2f}{row['peak_over_base_mib']:>20.0f}")
+    print(f"load average (1 min) during the run: min {min(load):.1f}, median {statistics.median(load):.1f}, "
+          f"max {max(load):.1f} on {os.cpu_count()} cores")
+    path = Path(json_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    summary = {"vocab": VOCAB, "repeats": repeats, "baseline_code": baseline_code, "threads": 1,
+               "load_average": load, "rows": rows}
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
+def compare_compile(steps: int, json_path: str) -> None:
+    """The sedd case at L = 32 (packed, one thread) eager, compiled, eager again, in one process: per-step times
+    of the compiled run (its first steps include compilation and a recompilation for the varying packed rows)."""
+    torch.set_num_threads(1)
+    batch, length = AR_SHAPES["L32"]
+    runs = []
+    for compiled in (False, True, False):
+        times = diffusion_step_times("sedd", "packed", batch, length, steps, compile_network=compiled)
+        runs.append({"compiled": compiled, "step_s": times, "median_after_3_s": statistics.median(times[3:])})
+        print(f"{'compiled' if compiled else 'eager':<9} first 3 steps {' '.join(f'{x:.1f}' for x in times[:3])} s, "
+              f"median of the rest {1e3 * runs[-1]['median_after_3_s']:.0f} ms", flush=True)
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    path = Path(json_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"case": "sedd packed L32", "runs": runs}, indent=2) + "\n")
+    print(f"wrote {path}")
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--compare", choices=["ar", "lightning", "compile"], default="ar",
+                        help="ar: diffusion steps against the AR step; lightning: the module against a plain loop; "
+                             "compile: the sedd step eager, compiled, eager")
+    parser.add_argument("--baseline-code", help="--compare ar: also time the full step with this checkout's code")
+    parser.add_argument("--run-ar-case", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--full", action="store_true", help="tiny B=8 L=128, small B=8 L=1024")
     parser.add_argument("--models", nargs="+", default=["tiny", "small"], choices=sorted(QUICK))
-    parser.add_argument("--repeats", type=int, default=2, help="runs per case; the fastest median is reported")
-    parser.add_argument("--json", default="benchmarks/results/train.json")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="runs per case (ar: 3, median reported; lightning: 2, the fastest reported)")
+    parser.add_argument("--json", default=None, help="default benchmarks/results/train_vs_ar.json or train.json")
     parser.add_argument("--run-case", nargs=7, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.run_ar_case:
+        print(json.dumps(run_ar_case(*args.run_ar_case)))
+        return
+    if args.compare == "compile":
+        compare_compile(12, args.json or "benchmarks/results/train_compile.json")
+        return
+    if args.compare == "ar":
+        compare_with_ar(args.repeats or 3, args.baseline_code, args.json or "benchmarks/results/train_vs_ar.json")
+        return
+    args.repeats = args.repeats or 2
+    args.json = args.json or "benchmarks/results/train.json"
     if args.run_case:
         preset, impl, device, *numbers = args.run_case
         print(json.dumps(run_case(preset, impl, device, *map(int, numbers))))

@@ -9,7 +9,8 @@ one `torch.autograd.Function` that saves only `o` itself and, in the backward pa
     d loss / d o = (dense part, from the reductions) + scatter of the gathered entries' gradients
 
 into a single new tensor, which becomes `o.grad` without a copy. Peak memory: forward one (B, L, n)
-temporary; backward the gradient and nothing else of that size.
+temporary; backward the gradient and nothing else of that size. The logsumexp keeps its forward temporary
+e^{o - max} and rescales it in place into the gradient, so its backward allocates nothing of that size.
 
 - `logsumexp_statistics`: lse_{y < width} o_y and o at the given ids (softmax-type losses).
 - `bregman_statistics`: sum_{y not excluded} phi(o_y - base), phi(u) = e^u - u - 1 (score entropy).
@@ -42,23 +43,42 @@ class LogSumExp(NamedTuple):
 
 
 class _LogSumExpGather(torch.autograd.Function):
+    """lse = m + log sum_{y < width} e^{o_y - m} (m = the row maximum) and o at the ids.
+
+    The forward keeps w = e^{o - m} (0 beyond width), the one (B, L, n) temporary it needs anyway, and the first
+    backward turns it into the gradient in place: d lse / d o_y = w_y / sum(w). No second exp pass, no second
+    (B, L, n) tensor. A later backward through the same graph (retain_graph=True, gradcheck) recomputes w.
+    """
+
     @staticmethod
     def forward(ctx, output: Tensor, index: Tensor, width: int) -> tuple[Tensor, Tensor]:
-        lse = torch.logsumexp(output[..., :width], dim=-1)
-        ctx.save_for_backward(output, index, lse)
+        top = output[..., :width].amax(dim=-1)
+        top = torch.where(torch.isfinite(top), top, torch.zeros((), dtype=top.dtype, device=top.device))
+        weights = _shifted_exp(output, top, width)
+        total = weights.sum(dim=-1)
+        ctx.save_for_backward(output, index, top, total)
         ctx.width = width
-        return lse, output.gather(-1, index)
+        ctx.weights = weights  # not save_for_backward: the backward consumes it in place
+        return top + total.log(), output.gather(-1, index)
 
     @staticmethod
     def backward(ctx, grad_lse: Tensor | None, grad_gathered: Tensor | None):
-        output, index, lse = ctx.saved_tensors
+        output, index, top, total = ctx.saved_tensors
+        grad, ctx.weights = ctx.weights, None
+        if grad is None:  # the buffer went into an earlier backward of this graph
+            grad = _shifted_exp(output, top, ctx.width)
         if grad_lse is None:
-            grad = torch.zeros_like(output)
-        else:  # d lse / d o_y = softmax_y over y < width, 0 beyond
-            grad = torch.sub(output, lse[..., None])
-            grad[..., ctx.width :] = float("-inf")
-            grad.exp_().mul_(grad_lse[..., None])
+            grad.zero_()
+        else:
+            grad.mul_((grad_lse / total)[..., None])
         return _add_gathered(grad, index, grad_gathered), None, None
+
+
+def _shifted_exp(output: Tensor, top: Tensor, width: int) -> Tensor:
+    """e^{o - top} over the first width states and 0 beyond, as one new (B, L, n) tensor."""
+    weights = torch.sub(output, top[..., None])
+    weights[..., width:] = float("-inf")
+    return weights.exp_()
 
 
 def logsumexp_statistics(output: Tensor, index: Tensor, width: int | None = None) -> LogSumExp:

@@ -56,8 +56,9 @@ def check_time(t: Tensor, batch_size: int, device: torch.device) -> Tensor:
     return t.to(device)
 
 
-def check_output(output: Tensor, leading: torch.Size, width: int, kind: str) -> Tensor:
-    """output: leading + (width,) floating; no NaN and no +inf (-inf, a log of 0, is allowed).
+def check_output(output: Tensor, leading: tuple[int, ...], width: int, kind: str, packed: bool = False) -> Tensor:
+    """output: leading + (width,) floating; no NaN and no +inf (-inf, a log of 0, is allowed). leading is
+    (B, L), or (N,) for the packed rows at the loss's output_positions (packed=True).
 
     One max over the tensor detects both (NaN propagates through max, +inf is the max), without the (B, L, n)
     float64 copy that a float64 sum would allocate.
@@ -66,7 +67,8 @@ def check_output(output: Tensor, leading: torch.Size, width: int, kind: str) -> 
         raise TypeError(f"output must be a floating tensor of {kind}, got {type(output).__name__}")
     expected = (*leading, width)
     if output.shape != expected:
-        raise ValueError(f"output must have shape (B, L, n) = {expected} ({kind}), got {tuple(output.shape)}")
+        layout = "(N, n) rows at loss.output_positions(x_t)" if packed else "(B, L, n)"
+        raise ValueError(f"output must have shape {layout} = {expected} ({kind}), got {tuple(output.shape)}")
     largest = float(output.detach().amax()) if output.numel() else 0.0
     if math.isnan(largest) or largest == math.inf:
         raise ValueError(
@@ -76,12 +78,17 @@ def check_output(output: Tensor, leading: torch.Size, width: int, kind: str) -> 
     return output
 
 
-def check_log_probs(output: Tensor) -> None:
-    """Spot-check that (B, L, V) `output` holds log-probabilities: row 0 of every sequence must logsumexp to 0.
+SPOT_CHECK_ROWS = 64  # sequences whose first row check_log_probs examines
 
-    O(B V) work; catches raw logits passed where log_softmax(logits) was meant.
+
+def check_log_probs(output: Tensor) -> None:
+    """Spot-check that (B, L, V) `output` holds log-probabilities: row 0 of the first SPOT_CHECK_ROWS sequences
+    must logsumexp to 0.
+
+    O(V) work per checked row (never a (B, L, V) float64 copy, also for packed rows viewed as (N, 1, V));
+    catches raw logits passed where log_softmax(logits) was meant.
     """
-    norm = torch.logsumexp(output[:, 0, :].double(), dim=-1)
+    norm = torch.logsumexp(output[:SPOT_CHECK_ROWS, 0, :].double(), dim=-1)
     if bool((norm.abs() > 1e-3).any()):
         raise ValueError(
             "output must hold log-probabilities over the clean tokens (each row logsumexp = 0), but row 0 "

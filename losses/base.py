@@ -3,6 +3,12 @@
 `forward(output, x0, x_t, t)` returns one number per sequence, in nats, summed over positions. Its
 expectation over t ~ `sample_time` and x_t ~ `process.sample(x0, t[:, None])` is the quantity the loss names
 (a negative ELBO for the ELBO losses). Each subclass draws times from the distribution its weighting assumes.
+
+Packed outputs: `output_positions(x_t)` is the (B, L) bool of the positions whose output the loss reads (on the
+absorbing chain the masked ones: every other term is exactly zero), or None when every position contributes.
+`forward` takes either the full (B, L, width) output or the packed (N, width) rows of the network output at
+`where = output_positions(x_t)` (`network(x_t, sigma, where=where)`, rows in the row-major order of
+where.nonzero(), N = where.sum()), told apart by the number of dimensions, and returns the same (B,) values.
 """
 
 from __future__ import annotations
@@ -65,16 +71,45 @@ class DiffusionLoss(nn.Module):
         """The last dimension of the network output this loss reads: n by default."""
         return self.num_states
 
+    def output_positions(self, x_t: Tensor) -> Tensor | None:
+        """The (B, L) bool of positions whose output the loss reads, or None: every position (the default).
+
+        x_t: (B, L) long. A network asked for only these positions (`where=`) gives a packed output that
+        `forward` turns into the same loss, without computing the head where the loss term is zero.
+        """
+        return None
+
     def forward(self, output: Tensor, x0: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
-        """Per-sequence loss in nats. output: (B, L, width) float; x0, x_t: (B, L) long; t: (B,) in (0, 1].
+        """Per-sequence loss in nats. output: (B, L, width) float, or the packed (N, width) rows at the positions
+        where = output_positions(x_t) (module docstring); x0, x_t: (B, L) long; t: (B,) in (0, 1].
 
         Returns (B,) in output's dtype.
         """
         x0, x_t = check_pair(x0, x_t, self.num_clean_states, self.num_states)
-        check_output(output, x0.shape, self.output_width, self.output_kind)
+        packed = isinstance(output, Tensor) and output.dim() == 2
+        where = self._packed_positions(x_t) if packed else None
+        leading = (int(where.sum()),) if packed else x0.shape
+        check_output(output, leading, self.output_width, self.output_kind, packed=packed)
         t = check_time(t, x0.shape[0], output.device)
         self._check_consistent(x0, x_t)
-        return self._loss(output, x0.to(output.device), x_t.to(output.device), t)
+        x0, x_t = x0.to(output.device), x_t.to(output.device)
+        if where is None:
+            return self._loss(output, x0, x_t, t)
+        # Each packed row is a sequence of length 1 at its sequence's time; the terms are summed back per sequence.
+        where = where.to(output.device)
+        batch_index = where.nonzero()[:, 0]
+        per_row = self._loss(output[:, None, :], x0[where][:, None], x_t[where][:, None], t[batch_index])  # (N,)
+        return per_row.new_zeros(x0.shape[0]).index_add(0, batch_index, per_row)
+
+    def _packed_positions(self, x_t: Tensor) -> Tensor:
+        """output_positions(x_t), refusing a packed output for a loss that reads every position."""
+        where = self.output_positions(x_t)
+        if where is None:
+            raise ValueError(
+                f"output is packed (2-D), but {type(self).__name__} on {self.process.rate_matrix!r} reads every "
+                "position (output_positions(x_t) is None); pass the full (B, L, width) network output"
+            )
+        return where
 
     def _check_consistent(self, x0: Tensor, x_t: Tensor) -> None:
         """x_t must be reachable from x0 (e.g. for the absorbing chain a token is either kept or masked)."""

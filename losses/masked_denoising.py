@@ -51,6 +51,10 @@ class MaskedDenoisingLoss(DiffusionLoss):
         """V: the denoiser's log-probabilities cover the clean tokens only."""
         return self.vocab_size
 
+    def output_positions(self, x_t: Tensor) -> Tensor:
+        """x_t == mask: the loss reads the denoiser only at masked positions. x_t: (B, L) long -> (B, L) bool."""
+        return x_t == self.mask_index
+
     def weight(self, t: Tensor) -> Tensor:
         """w(t) for (B,) times in (0, 1]; returns (B,) in t's dtype."""
         raise NotImplementedError

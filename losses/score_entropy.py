@@ -41,6 +41,12 @@ class ScoreEntropy(DiffusionLoss):
     def __init__(self, process: ctmc.ForwardProcess) -> None:
         super().__init__(process)
 
+    def output_positions(self, x_t: Tensor) -> Tensor | None:
+        """x_t == mask on the absorbing chain (no rate leads into a clean token, so an unmasked position's term
+        is exactly 0); None (every position) on any other chain. x_t: (B, L) long."""
+        rate_matrix = self.process.rate_matrix
+        return x_t == rate_matrix.mask_index if rate_matrix.score_factorises else None
+
     def _loss(self, output: Tensor, x0: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
         t64 = t.double()
         total = self.process.total(t64)

@@ -22,7 +22,7 @@ from models.rotary import Rotation
 
 
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
-    """x (1 + scale) + shift. x: (B, L, H); shift, scale: (B, 1, H). Returns (B, L, H)."""
+    """x (1 + scale) + shift. x: (B, L, H); shift, scale: (B, 1, H) (or all three (R, H)). Returns x's shape."""
     return x * (1 + scale) + shift
 
 
@@ -89,9 +89,14 @@ class FinalNorm(nn.Module):
         self.norm = FloatLayerNorm(hidden_size, bias=not conditioned)
         self.modulation = zero_linear(cond_dim, 2 * hidden_size) if conditioned else None
 
-    def forward(self, h: Tensor, cond: Tensor | None = None) -> Tensor:
-        """h: (B, L, H); cond: (B, cond_dim) or None. Returns (B, L, H)."""
+    def forward(self, h: Tensor, cond: Tensor | None = None, batch_index: Tensor | None = None) -> Tensor:
+        """h: (B, L, H), or rows (R, H) of sequences batch_index (R,) long; cond: (B, cond_dim) or None.
+
+        Returns h's shape. The rows form lets the network normalise only the positions it projects.
+        """
         if self.modulation is None:
             return self.norm(h)
-        shift, scale = self.modulation(cond)[:, None, :].chunk(2, dim=-1)
+        modulation = self.modulation(cond)  # (B, 2H)
+        modulation = modulation[:, None, :] if batch_index is None else modulation[batch_index]
+        shift, scale = modulation.chunk(2, dim=-1)
         return modulate(self.norm(h), shift, scale)

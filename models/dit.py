@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from ctmc.noise_ratio import log_expm1
 from models.noise_embedding import NoiseEmbedding
 from models.presets import count_parameters, preset_arguments
-from models.trunk import TransformerTrunk
+from models.trunk import TransformerTrunk, check_where
 
 
 class DiT(nn.Module):
@@ -122,14 +122,22 @@ class DiT(nn.Module):
             )
         self.trunk.output_bias[:-1].copy_(log_probs + math.log(self.vocab_size - 1))
 
-    def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
+    def forward(self, x: Tensor, sigma: Tensor, where: Tensor | None = None) -> Tensor:
         """log s_theta(x, sigma): x (B, L) long in [0, vocab_size); sigma (B,) float, the total noise
-        sigma-bar(t). Returns (B, L, vocab_size) float32 (float64 for a float64 model), 0 at [b, l, x[b, l]].
+        sigma-bar(t); where: None or a (B, L) bool of the positions to output. Returns (B, L, vocab_size), or with
+        `where` the packed (where.sum(), vocab_size) rows of the positions where.nonzero() in row-major order
+        (the same values); float32 (float64 for a float64 model), 0 at the input token of every row.
+
+        The shift and the zero at the input token are written in place into the (rows, vocab_size) projection, so
+        that neither the forward nor the backward copies the output (models.trunk.TransformerTrunk.output_rows).
         """
         self.trunk.check_tokens(x)
         self.check_sigma(sigma, x.shape[0])
-        log_score = self.trunk(x, self.noise_embedding(sigma))  # (B, L, vocab_size), >= float32
+        check_where(where, x.shape)
+        rows = self.trunk.output_rows(x, self.noise_embedding(sigma), where)
+        log_score = rows.logits  # (R, vocab_size)
         if self.absorbing_parameterization:
             shift = log_expm1(sigma.to(log_score.dtype)) + math.log(self.vocab_size - 1)  # (B,)
-            log_score = log_score - shift[:, None, None]
-        return log_score.scatter(-1, x[..., None], 0.0)
+            log_score.sub_(shift[rows.batch_index, None])
+        log_score.scatter_(-1, rows.tokens[:, None], 0.0)
+        return log_score if where is not None else log_score.view(*x.shape, self.vocab_size)

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from models.token_transformer import TokenTransformer
+from models.trunk import check_where
 
 
 class RADDDenoiser(TokenTransformer):
@@ -31,11 +32,13 @@ class RADDDenoiser(TokenTransformer):
         """The index of the mask state: vocab_size."""
         return self.vocab_size
 
-    def forward(self, x: Tensor, sigma: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, sigma: Tensor | None = None, where: Tensor | None = None) -> Tensor:
         """log p_theta(x0_l = y | x): x (B, L) long in [0, V]; sigma is accepted and ignored, so that DiT and
-        RADDDenoiser share a call signature. Returns (B, L, V) float32 (float64 for a float64 model)
-        with logsumexp over y equal to 0.
+        RADDDenoiser share a call signature; where: None or a (B, L) bool of the positions to output. Returns
+        (B, L, V), or with `where` the packed (where.sum(), V) rows of where.nonzero() in row-major order (the
+        same values), float32 (float64 for a float64 model) with logsumexp over y equal to 0.
         """
         del sigma  # time-independent by construction
         self.trunk.check_tokens(x)
-        return torch.log_softmax(self.trunk(x), dim=-1)
+        check_where(where, x.shape)
+        return torch.log_softmax(self.trunk(x, where=where), dim=-1)

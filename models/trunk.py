@@ -4,9 +4,12 @@ tokens (B, L) -> embedding -> num_layers TransformerBlocks with RoPE -> FinalNor
 The blocks are adaLN-conditioned when cond_dim is given and plain pre-LN otherwise; the trunk itself
 knows nothing of noise levels, only of an optional conditioning vector. With causal=True every attention
 layer is causal (position l sees positions <= l), which makes output l a function of x[:, : l + 1] only.
+With `where` ((B, L) bool) the final norm and the projection run only on the selected positions and the output
+is packed, (where.sum(), S_out) in the row-major order of where.nonzero() (docs/models.md, Packed outputs).
 """
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +18,25 @@ from torch import Tensor, nn
 from models.block import FinalNorm, TransformerBlock
 from models.local_mixing import LocalMixing
 from models.rotary import rotary_rotation
+
+
+class OutputRows(NamedTuple):
+    """logits: (R, S) output rows; batch_index, tokens: (R,) long, the sequence and the input token of each row."""
+
+    logits: Tensor
+    batch_index: Tensor
+    tokens: Tensor
+
+
+def check_where(where: Tensor | None, shape: torch.Size) -> None:
+    """Raise TypeError/ValueError naming `where` unless it is None or a bool tensor of shape `shape` = (B, L)."""
+    if where is None:
+        return
+    if not isinstance(where, Tensor) or where.dtype != torch.bool:
+        kind = where.dtype if isinstance(where, Tensor) else type(where).__name__
+        raise TypeError(f"where must be None or a (B, L) bool tensor of the positions to output, got {kind}")
+    if where.shape != shape:
+        raise ValueError(f"where must have the shape of x, {tuple(shape)}, got {tuple(where.shape)}")
 
 
 def _check_positive_int(name: str, value: int) -> None:
@@ -81,7 +103,7 @@ class TransformerTrunk(nn.Module):
         self.blocks = nn.ModuleList(
             TransformerBlock(hidden_size, num_heads, cond_dim, mlp_ratio, dropout, causal) for _ in range(num_layers)
         )
-        # local_mixing = k > 0: a LocalMixing layer after the embedding and one before each later block.
+        # local_mixing = k > 0: one LocalMixing layer before each block (the first one mixes the embeddings).
         self.mixing = nn.ModuleList(
             LocalMixing(hidden_size, local_mixing, causal) for _ in range(num_layers if local_mixing else 0)
         )
@@ -113,9 +135,10 @@ class TransformerTrunk(nn.Module):
                 f"x must hold token ids in [0, {self.num_states}), got values in [{int(x.min())}, {int(x.max())}]"
             )
 
-    def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
-        """x: (B, L) long in [0, num_states) (checked by the caller with check_tokens); cond: (B, cond_dim)
-        or None. Returns (B, L, output_size) in float32 (float64 if the parameters are float64).
+    def hidden_states(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """The blocks' output before the final norm: x (B, L) long; cond (B, cond_dim) or None. Returns (B, L, H).
+
+        Every position is computed, whatever the caller projects afterwards: attention reads all of them.
         """
         h = self.embedding(x)  # (B, L, H)
         rotation = rotary_rotation(torch.arange(x.shape[1], device=x.device), self.head_dim)
@@ -123,8 +146,36 @@ class TransformerTrunk(nn.Module):
             if index < len(self.mixing):
                 h = self.mixing[index](h)
             h = block(h, rotation, cond)
-        h = self.final_norm(h, cond)
+        return h
+
+    def output_rows(self, x: Tensor, cond: Tensor | None = None, where: Tensor | None = None) -> OutputRows:
+        """The output projection as a 2-D tensor of rows, one per position that is asked for.
+
+        x: (B, L) long (checked by the caller with check_tokens); cond: (B, cond_dim) or None; where: None (all
+        B L positions, row b L + l) or a (B, L) bool (checked with check_where): the rows of where.nonzero(), in
+        row-major order. Returns `OutputRows`: logits (R, output_size) in float32 (float64 if the parameters are)
+        and the batch index and token id (R,) of each row. Only the final norm and the projection run per row,
+        so a packed call costs R / (B L) of the head; callers may modify the logits in place (their autograd
+        node, the projection, does not save its output).
+        """
+        h = self.hidden_states(x, cond)
+        batch, length = x.shape
+        if where is None:
+            rows = h.reshape(batch * length, -1)
+            batch_index = torch.arange(batch, device=x.device).repeat_interleave(length)
+            tokens = x.reshape(-1)
+        else:
+            rows, batch_index, tokens = h[where], where.nonzero()[:, 0], x[where]
+        rows = self.final_norm(rows, cond, batch_index)
         tied = self.output_weight is None
         weight = self.embedding.weight[: self.output_size] if tied else self.output_weight
-        logits = F.linear(h, weight, self.output_bias)
-        return logits.to(torch.promote_types(logits.dtype, torch.float32))
+        logits = F.linear(rows, weight, self.output_bias)
+        return OutputRows(logits.to(torch.promote_types(logits.dtype, torch.float32)), batch_index, tokens)
+
+    def forward(self, x: Tensor, cond: Tensor | None = None, where: Tensor | None = None) -> Tensor:
+        """x: (B, L) long in [0, num_states) (checked by the caller with check_tokens); cond: (B, cond_dim)
+        or None; where: None or (B, L) bool (`output_rows`). Returns (B, L, output_size), or the packed
+        (where.sum(), output_size) rows of where.nonzero(), in float32 (float64 if the parameters are float64).
+        """
+        logits = self.output_rows(x, cond, where).logits
+        return logits if where is not None else logits.view(*x.shape, -1)

@@ -33,6 +33,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from training.allocator import retain_freed_memory
 from training.base_module import CONFIG_KEY, TrainingModule, article, kind_config
 from training.checkpoint import AtomicModelCheckpoint
 from training.data import TextDataModule
@@ -314,7 +315,9 @@ def console() -> int:
     `main` returns the LightningCLI object after fit/validate/test; a console script would hand it to
     sys.exit, which prints it and exits with status 1. An int returned by a command is its status; the CLI
     object's `exit_status` is 0, or 128 + the signal number after a fit stopped by SIGINT / SIGTERM.
+    glibc's malloc is first told to keep freed memory (training.allocator; opt out with CTMC_MALLOC=default).
     """
+    retain_freed_memory()
     try:
         result = main()
     except KeyboardInterrupt:  # Ctrl-C before training started (during training the checkpoint callback stops)

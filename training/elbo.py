@@ -19,10 +19,23 @@ import torch
 from torch import Tensor
 
 from ctmc import ForwardProcess
+from losses.base import DiffusionLoss
 from losses.estimators import MaskedCountEstimator, NoiseDraw, stratified_counts
 from training.seeding import content_seeds, seeded_generator
 
-Network = Callable[[Tensor, Tensor], Tensor]
+Network = Callable[..., Tensor]
+
+
+def loss_output(network: Network, loss: DiffusionLoss, x_t: Tensor, total: Tensor, packed: bool = True) -> Tensor:
+    """The network output `loss` reads: network(x_t, total, where=where) packed (N, S) for where =
+    loss.output_positions(x_t), or the full (B, L, S) network(x_t, total) when the loss reads every position
+    (where is None) or packed is False. x_t: (B, L) long; total: (B,) the total noise sigma-bar(t).
+
+    Either output gives the same loss(output, x0, x_t, t) (losses.DiffusionLoss); the packed one computes the
+    network's head only at the positions whose loss term can be nonzero (the masked ones, absorbing chain).
+    """
+    where = loss.output_positions(x_t) if packed else None
+    return network(x_t, total) if where is None else network(x_t, total, where=where)
 
 
 def seeded_noise(
@@ -82,18 +95,20 @@ def seeded_count_noise(
 
 def sequence_negative_elbo(
     process: ForwardProcess,
-    loss: Callable[[Tensor, Tensor, Tensor, Tensor], Tensor],
+    loss: DiffusionLoss,
     sample_time: Callable[..., Tensor],
     network: Network,
     x0: Tensor,
     num_time_samples: int,
     seed: int,
     estimator: MaskedCountEstimator | None = None,
+    packed: bool = True,
 ) -> Tensor:
     """Per-sequence, per-draw negative ELBO terms weight * loss(network(x_t, total(t)), x0, x_t, t).
 
     process: the forward process; loss: (output, x0, x_t, t) -> (N,) nats; sample_time: the loss's
-    `sample_time(n, device=, generator=, antithetic=)`; network: (x_t (N, L), total noise (N,)) -> output.
+    `sample_time(n, device=, generator=, antithetic=)`; network: (x_t (N, L), total noise (N,)[, where=]) ->
+    output, asked only for the positions the loss reads unless packed is False (`loss_output`).
     x0: (B, L) long. estimator: None draws K = num_time_samples stratified times from sample_time (weight
     1); a MaskedCountEstimator draws K stratified masked counts (the loss's `time_density` gives the weights).
     Returns (B, K) nats (float64 with an estimator); row means estimate the negative ELBO.
@@ -104,10 +119,11 @@ def sequence_negative_elbo(
     clean = x0.repeat_interleave(num_time_samples, dim=0)
     if estimator is None:
         t, x_t = seeded_noise(process, sample_time, x0, num_time_samples, True, seed)
-        nats = loss(network(x_t, process.total(t)), clean, x_t, t)
+        nats = loss(loss_output(network, loss, x_t, process.total(t), packed), clean, x_t, t)
     else:
         draw = seeded_count_noise(estimator, loss.time_density, x0, num_time_samples, False, seed)
-        nats = draw.weight * loss(network(draw.x_t, process.total(draw.t)), clean, draw.x_t, draw.t).double()
+        output = loss_output(network, loss, draw.x_t, process.total(draw.t), packed)
+        nats = draw.weight * loss(output, clean, draw.x_t, draw.t).double()
     return nats.reshape(batch, num_time_samples)
 
 

@@ -6,9 +6,11 @@ the number of states it reads, and optionally a sampler for periodic samples. On
 
     t ~ loss.sample_time(B),  x_t ~ P(0, t)[x_0, :],  nats = loss(network(x_t, sigma-bar(t)), x_0, x_t, t)
 
-and the optimiser minimises mean(nats) / L, nats per token. On the absorbing chain the masked-count
-estimator (losses.MaskedCountEstimator, `train_estimator` / `val_estimator`) replaces t ~ sample_time by
-importance-sampled (t, x_t) with the same expectation and bounded terms: nats = weight * loss(...).
+and the optimiser minimises mean(nats) / L, nats per token. The network is asked only for the positions the
+loss reads (`where = loss.output_positions(x_t)`, the masked ones on the absorbing chain; `packed_outputs`).
+On the absorbing chain the masked-count estimator (losses.MaskedCountEstimator, `train_estimator` /
+`val_estimator`) replaces t ~ sample_time by importance-sampled (t, x_t) with the same expectation and
+bounded terms: nats = weight * loss(...).
 Validation estimates the negative ELBO with an exponential moving average (EMA) of the weights and
 `val_time_samples` stratified draws per sequence (training/elbo.py), plus the t = 1 prior term
 KL(q(x_1 | x_0) || pi^L) of each sequence (losses.PriorKL; `prior_nats`), so that the logged value is a true
@@ -27,6 +29,7 @@ end of an epoch's last batch (ModelCheckpoint every_n_train_steps) continues exa
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -45,7 +48,7 @@ from training.base_module import (  # noqa: F401 (CONFIG_KEY, unigram_log_probs,
     _max_length,
     unigram_log_probs,
 )
-from training.elbo import seeded_count_noise, seeded_noise, sequence_negative_elbo
+from training.elbo import loss_output, seeded_count_noise, seeded_noise, sequence_negative_elbo
 from training.lr_schedule import Decay
 
 ESTIMATORS = ("auto", "time", "masked_count")
@@ -73,6 +76,13 @@ class DiffusionModule(TrainingModule):
         masked_count stratifies the counts over the batch; all choices have the same expectation.
     unigram_output_bias: at the start of `fit`, set the network's (and EMA's) output bias so that it starts
         as the unigram model of the training blocks (the network's `init_output_bias`; add-1/2 counts).
+    packed_outputs: ask the network only for the positions the loss reads (network(x_t, sigma, where=
+        loss.output_positions(x_t)), the masked ones on the absorbing chain; training.elbo.loss_output): the
+        same loss and gradients without the head at the other positions. False: always the full output (a
+        network whose forward takes no `where`).
+    compile: torch.compile the trained network (nn.Module.compile: the weights, the checkpoint keys and the EMA
+        copy, which stays eager, are unchanged); true uses torch's default backend (inductor), a string names
+        another backend. Off by default: on CPU it did not pay (docs/training.md, torch.compile).
     """
 
     KIND = "diffusion"
@@ -98,6 +108,8 @@ class DiffusionModule(TrainingModule):
         train_estimator: str = "auto",
         val_estimator: str = "auto",
         unigram_output_bias: bool = False,
+        packed_outputs: bool = True,
+        compile: bool | str = False,
     ) -> None:
         super().__init__(
             vocab_size, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, warmup_steps=warmup_steps,
@@ -114,6 +126,22 @@ class DiffusionModule(TrainingModule):
         if not isinstance(self.loss, losses.DiffusionLoss):
             raise TypeError(f"model.loss must build a losses.DiffusionLoss, got {type(self.loss).__name__}")
         self.set_network(network(vocab_size if self.loss.time_independent else self.process.num_states))
+        self.packed_outputs = packed_outputs
+        if packed_outputs and "where" not in inspect.signature(self.network.forward).parameters:
+            raise ValueError(
+                f"model.packed_outputs asks the network for the outputs the loss reads (forward(x, sigma, where=)), "
+                f"but {type(self.network).__name__}.forward takes no `where`; set model.packed_outputs=false"
+            )
+        if compile is not False:
+            if compile is True or compile == "inductor":
+                self.network.compile()
+            elif isinstance(compile, str) and compile in torch._dynamo.list_backends(exclude_tags=()):
+                self.network.compile(backend=compile)
+            else:
+                backends = ", ".join(torch._dynamo.list_backends())
+                raise ValueError(
+                    f"model.compile must be true, false or a torch.compile backend ({backends}), got {compile!r}"
+                )
         self._sampler_factory = sampler
         self._sampler: samplers.Sampler | None = None
         self.val_time_samples = val_time_samples
@@ -173,10 +201,11 @@ class DiffusionModule(TrainingModule):
         seeds = (self.seed, step_index, self.global_rank)
         if self.train_estimator is None:
             t, x_t = seeded_noise(self.process, self.loss.sample_time, x0, 1, False, *seeds)
-            nats = self.loss(self.network(x_t, self.process.total(t)), x0, x_t, t)  # (B,)
+            output = loss_output(self.network, self.loss, x_t, self.process.total(t), self.packed_outputs)
+            nats = self.loss(output, x0, x_t, t)  # (B,)
         else:
             draw = seeded_count_noise(self.train_estimator, self.loss.time_density, x0, 1, True, *seeds)
-            output = self.network(draw.x_t, self.process.total(draw.t))
+            output = loss_output(self.network, self.loss, draw.x_t, self.process.total(draw.t), self.packed_outputs)
             nats = draw.weight.to(output.dtype) * self.loss(output, x0, draw.x_t, draw.t)  # (B,)
         loss = nats.mean() / length
         self.log("train/loss", loss, prog_bar=True)
@@ -194,7 +223,7 @@ class DiffusionModule(TrainingModule):
         return sequence_negative_elbo(
             self.process, self.loss, self.loss.sample_time, self.ema, x0,
             self.val_time_samples if num_draws is None else num_draws, self.seed if seed is None else seed,
-            estimator=self.val_estimator,
+            estimator=self.val_estimator, packed=self.packed_outputs,
         )
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:

@@ -29,6 +29,30 @@ def test_logsumexp_statistics_values_and_gradients(seed, width):
     assert torch.autograd.gradcheck(lambda o: tuple(logsumexp_statistics(o, index, width)), (output,))
 
 
+@pytest.mark.parametrize("width", [6, 4])
+def test_logsumexp_statistics_gradient_buffer_matches_torch_logsumexp(width):
+    # Reference: autograd through torch.logsumexp and gather, float64. The first backward rescales the forward's
+    # e^{o - max} buffer in place; a second backward through the retained graph recomputes it: both must agree.
+    output, index, g = _inputs(3)
+    output.data[1, 2, :] = float("-inf")  # a row of zeros in probability: lse = -inf, no gradient there
+    output.data[1, 2, 0] = 0.5
+    grad_lse = torch.randn(2, 4, dtype=torch.float64, generator=g)
+    grad_gathered = torch.randn(2, 4, 3, dtype=torch.float64, generator=g)
+    expected_lse = torch.logsumexp(output[..., :width], -1)
+    reference = torch.autograd.grad(
+        (expected_lse * grad_lse).sum() + (output.gather(-1, index) * grad_gathered).sum(), output
+    )[0]
+    stats = logsumexp_statistics(output, index, width)
+    torch.testing.assert_close(stats.lse, expected_lse, rtol=1e-12, atol=1e-12)
+    objective = (stats.lse * grad_lse).sum() + (stats.gathered * grad_gathered).sum()
+    first = torch.autograd.grad(objective, output, retain_graph=True)[0]
+    second = torch.autograd.grad(objective, output)[0]
+    torch.testing.assert_close(first, reference, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(second, reference, rtol=1e-12, atol=1e-12)
+    fresh = output.detach().clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda o: logsumexp_statistics(o, index, width).lse, (fresh,))
+
+
 @given(seed=st.integers(0, 10_000))
 def test_bregman_statistics_values_and_gradients(seed):
     # Reference: sum of e^u - u - 1 over a boolean mask of the non-excluded states; gradcheck.
