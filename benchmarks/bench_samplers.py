@@ -436,6 +436,57 @@ def first_hitting_cost(
     return rows
 
 
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def extra_peak_rss(fn) -> float:
+    """MiB of resident memory above the current level at the peak of fn() (Linux: VmHWM reset by clear_refs)."""
+    Path("/proc/self/clear_refs").write_text("5")
+    base = _status_kib("VmRSS")
+    fn()
+    return (_status_kib("VmHWM") - base) / 1024
+
+
+def log_step_memory(batch: int = 4, length: int = 1024, vocab: int = 50_257) -> dict:
+    """Extra peak RSS of one absorbing Euler step given log-scores (what the networks return), in units of one
+    B x L x (V + 1) float32 tensor: exponentiating the whole output first (the step before packed rows) against
+    the chunked step on the full output and on the packed rows at the masks."""
+    process = ctmc.ForwardProcess(ctmc.Absorbing(vocab), ctmc.LogLinear())
+    gen = torch.Generator().manual_seed(0)
+    t, s = torch.full((batch,), 0.5, dtype=torch.float64), torch.full((batch,), 0.49, dtype=torch.float64)
+    total = process.total(t)
+    # log s_y = log p(y) - log expm1(sigma-bar) with p near uniform: about (t - s) / t of the masks jump.
+    log_score = torch.randn(batch, length, vocab + 1, generator=gen) * 0.1 - math.log(vocab)
+    log_score -= float(torch.log(torch.expm1(total[0])))
+    x = torch.where(torch.rand(batch, length, generator=gen) < 0.5, vocab, torch.randint(0, vocab, (batch, length)))
+    where = x == vocab
+    packed = log_score[where]
+    sampler = samplers.EulerSampler(process, steps=100)
+    tensor_mib = log_score.numel() * 4 / 2**20
+    cases = {
+        "exp of the whole output, then the step": lambda: sampler.step(
+            samplers.ModelOutput(log_score.exp(), None, total), x, t, s, gen),
+        "log-values, full output (chunked exp)": lambda: sampler.step(
+            samplers.ModelOutput(log_score, None, total, log=True), x, t, s, gen),
+        "log-values, packed rows at the masks": lambda: sampler.step(
+            samplers.ModelOutput(packed, None, total, where, log=True), x, t, s, gen),
+    }
+    out = {"batch": batch, "length": length, "vocab": vocab, "tensor_MiB": tensor_mib, "cases": {}}
+    print(f"\nExtra peak RSS of one absorbing Euler step on log-scores, B={batch}, L={length}, V={vocab} "
+          f"(one B x L x (V+1) float32 tensor = {tensor_mib:.0f} MiB):")
+    for label, fn in cases.items():
+        start = time.perf_counter()
+        extra = extra_peak_rss(fn)
+        elapsed = time.perf_counter() - start
+        out["cases"][label] = {"extra_peak_MiB": extra, "tensors": extra / tensor_mib, "seconds": elapsed}
+        print(f"  {label:40s} {extra:7.0f} MiB = {extra / tensor_mib:4.2f} tensors, {elapsed:.2f} s")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=["packed"], default=None,
@@ -444,9 +495,11 @@ def main() -> None:
     torch.set_num_threads(1)
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
+    memory = log_step_memory()
     everything = ["euler", "tau-leaping", "tweedie", "trapezoidal", "rk2", "remdm", "first-hitting K"]
     plan = {128: (8, everything), 1024: (4, ["euler", "remdm", "first-hitting K"])}
     packed = packed_sampling(plan, batch=1, repeats=3, vocab=50_257)
+    packed["log_step_memory"] = memory
     (out / "samplers_packed.json").write_text(json.dumps(packed, indent=2))
     print(f"\nwrote {out / 'samplers_packed.json'}")
     if args.only == "packed":

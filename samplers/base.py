@@ -79,7 +79,8 @@ class _Evaluator:
             stale = (last_x != x).any(1) | (request & ~kept).any(1)  # (B,): rows the cache cannot answer
         if not bool(stale.any()):
             return self._answer(x, total, request)
-        if self.cache == "batch" or self._last is None:
+        everything = bool(stale.all()) and bool(request.any(1).all())  # e.g. first-hitting: every row revealed
+        if self.cache == "batch" or self._last is None or everything:
             fresh = self._evaluate(x, total, request)
             self._last = (x, request, fresh.values)
             return fresh
