@@ -43,12 +43,13 @@ class _Evaluator:
     denoiser's output.
 
     `evaluator(x, t, where)`: where (B, L) bool asks only for those positions' rows (a packed output); None asks
-    for every position. A request with no position at all makes no call. cache: "row" evaluates only the rows
-    (sequences) whose tokens changed since their last evaluation, or that ask for a position not kept from it,
-    gathered into a smaller batch (RADD's per-sequence cache; the kept rows are merged out of place, so an
-    earlier ModelOutput held by a multi-stage step keeps its values); "batch" reuses the output only when no
-    row needs a new evaluation (MDLM); "none" always calls. A `ConcreteScore` depends on time and is never
-    cached. Row-independent networks give the same outputs, hence the same samples, in every mode.
+    for every position (a request for no position still makes the call, so that NFE counts steps as before).
+    cache: "row" evaluates only the rows (sequences) whose tokens changed since their last evaluation, or that
+    ask for a position not kept from it, gathered into a smaller batch (RADD's per-sequence cache; the kept
+    rows are merged out of place, so an earlier ModelOutput held by a multi-stage step keeps its values);
+    "batch" reuses the output only when no row needs a new evaluation (MDLM); "none" always calls. A
+    `ConcreteScore` depends on time and is never cached. Row-independent networks give the same outputs, hence
+    the same samples, in every mode.
     """
 
     def __init__(self, model: Model, process: ctmc.ForwardProcess, cache: str) -> None:
@@ -65,13 +66,15 @@ class _Evaluator:
         """Row-evaluations / batch size: the number of whole-batch calls the same work would take."""
         return self.row_evaluations / batch_size
 
-    def __call__(self, x: Tensor, t: Tensor, where: Tensor | None = None) -> ModelOutput:
+    def __call__(self, x: Tensor, t: Tensor, where: Tensor | None = None, keep: Tensor | None = None) -> ModelOutput:
+        """The model at (x, t) at the positions `where` ((B, L) bool; None: all). keep: (B, L) bool positions
+        also computed when a row is evaluated with a cache on, so that a later step asking for them at an
+        unchanged row needs no call (ReMDM asks for its reveals and keeps the masks)."""
         total = self.process.total(t)
-        if where is not None and not bool(where.any()):
-            return self._empty(x, total, where)
         if self.cache == "none":
             return self._evaluate(x, total, where)
         request = where if where is not None else torch.ones_like(x, dtype=torch.bool)
+        wide = request if keep is None else request | keep
         if self._last is None:
             stale = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
         else:
@@ -79,21 +82,17 @@ class _Evaluator:
             stale = (last_x != x).any(1) | (request & ~kept).any(1)  # (B,): rows the cache cannot answer
         if not bool(stale.any()):
             return self._answer(x, total, request)
-        everything = bool(stale.all()) and bool(request.any(1).all())  # e.g. first-hitting: every row revealed
-        if self.cache == "batch" or self._last is None or everything:
-            fresh = self._evaluate(x, total, request)
-            self._last = (x, request, fresh.values)
-            return fresh
-        rows = (stale & request.any(1)).nonzero().squeeze(1)
-        if rows.numel():
-            fresh = self._evaluate(x[rows], total[rows], request[rows]).values
+        if self.cache == "batch" or self._last is None or bool(stale.all()):
+            fresh = self._evaluate(x, total, wide)
+            self._last = (x, wide, fresh.values)
         else:
-            fresh = self._last[2].new_zeros(0, self._last[2].shape[-1])
-        self._merge(x, stale, request, fresh)
+            rows = stale.nonzero().squeeze(1)
+            self._merge(x, stale, wide, self._evaluate(x[rows], total[rows], wide[rows]).values)
         return self._answer(x, total, request)
 
     def _merge(self, x: Tensor, stale: Tensor, request: Tensor, fresh: Tensor) -> None:
-        """Keep the stored rows of the rows that are not stale and the fresh rows (at `request`) of the others."""
+        """Keep the stored rows of the rows that are not stale and the fresh rows (at `request`, (B, L) bool) of
+        the others."""
         _, kept, stored = self._last
         from_fresh = (stale[:, None] & request).flatten()
         from_stored = (~stale[:, None] & kept).flatten()
@@ -115,11 +114,6 @@ class _Evaluator:
 
     def _scale(self, total: Tensor, values: Tensor) -> Tensor | None:
         return 1.0 / torch.expm1(total.to(values.dtype)) if isinstance(self.model, Denoiser) else None
-
-    def _empty(self, x: Tensor, total: Tensor, where: Tensor) -> ModelOutput:
-        """The output of a request for no position: no call, no rows."""
-        values = torch.zeros(0, self.expected, dtype=torch.float64, device=x.device)
-        return ModelOutput(values, self._scale(total, values), total, where, self.model.log)
 
     def _evaluate(self, x: Tensor, total: Tensor, where: Tensor | None) -> ModelOutput:
         with torch.no_grad():

@@ -102,7 +102,7 @@ class ReMDMSampler(Sampler):
 
     def advance(
         self,
-        evaluate: Callable[[Tensor, Tensor, Tensor | None], ModelOutput],
+        evaluate: Callable[..., ModelOutput],
         x: Tensor,
         t: Tensor,
         s: Tensor,
@@ -110,10 +110,11 @@ class ReMDMSampler(Sampler):
         generator: torch.Generator | None,
         **options: object,
     ) -> Tensor:
-        """Draw which positions reveal and re-mask, then ask the model only for the revealing rows: the same
-        generator draws, in the same order, as `step`."""
+        """Draw which positions reveal and re-mask, then ask the model only for the revealing rows (keeping the
+        masks' rows when a denoiser's output is cached, for the steps in which the row does not change): the
+        same generator draws, in the same order, as `step`."""
         reveal, hide = self.plan(x, t, s, generator)
-        return self.apply(evaluate(x, query, reveal), x, reveal, hide, generator)
+        return self.apply(evaluate(x, query, reveal, keep=self.needed(x)), x, reveal, hide, generator)
 
     def step(self, output: ModelOutput, x: Tensor, t: Tensor, s: Tensor, generator: torch.Generator | None) -> Tensor:
         """x_s from x_t (B, L) with the ReMDM posterior; t, s: (B,); output: the model at (x, t)."""
