@@ -1,13 +1,16 @@
 """Benchmark of the samplers: accuracy against NFE with exact scores (sampled, and the exact law of each scheme
-by enumeration), remasking against parallel unmasking, per-row caching against whole-batch caching, and the
-lean absorbing step against a dense one at GPT-2 vocabulary.
+by enumeration), remasking against parallel unmasking, per-row caching against whole-batch caching, the lean
+absorbing step against a dense one at GPT-2 vocabulary, and full outputs against packed rows (`where`).
 
-    python -m benchmarks.bench_samplers     # ~15 minutes on 2 loaded CPU cores, 6 GB of RAM at its peak
+    python -m benchmarks.bench_samplers                # ~25 minutes on 2 loaded CPU cores, 6 GB of RAM at its peak
+    python -m benchmarks.bench_samplers --only packed  # the full-vs-packed section alone (~10 minutes)
 
-Prints tables, writes benchmarks/results/samplers.json and docs/samplers_tv_vs_nfe.png.
+Prints tables, writes benchmarks/results/samplers.json, benchmarks/results/samplers_packed.json and
+docs/samplers_tv_vs_nfe.png.
 Baselines in the same run: Euler and tau-leaping at equal NFE, the TV of an exact sampler's histogram of the
-same size (noise floor), plain parallel unmasking at equal NFE, no cache and the whole-batch cache, and a dense
-Euler step that builds the full reverse-rate tensor and draws over V + 1 categories everywhere.
+same size (noise floor), plain parallel unmasking at equal NFE, no cache and the whole-batch cache, a dense
+Euler step that builds the full reverse-rate tensor and draws over V + 1 categories everywhere, and every
+sampler with full network outputs (interleaved with the packed runs).
 """
 
 from __future__ import annotations
@@ -275,18 +278,238 @@ def caching(batch: int, length: int, steps_list: list[int], vocab: int) -> dict:
     return out
 
 
+class PackedStandIn(torch.nn.Module):
+    """A models.DiT / models.RADDDenoiser that computes its output projection only at `where` (the packed rows).
+
+    If the network's forward already takes `where` (the networks' packed outputs), it is called as is;
+    otherwise this benchmark-local stand-in runs the network's own trunk on every position and its head (and
+    DiT's absorbing shift and zero at x) on the rows at `where` only, which is what the packed networks compute.
+    """
+
+    def __init__(self, network: torch.nn.Module) -> None:
+        super().__init__()
+        import inspect
+
+        import models
+
+        self.network = network
+        self.native = "where" in inspect.signature(network.forward).parameters
+        self.is_dit = isinstance(network, models.DiT)
+
+    def forward(self, x: Tensor, sigma: Tensor | None = None, where: Tensor | None = None) -> Tensor:
+        network = self.network
+        if where is None:
+            return network(x, sigma)
+        if self.native:
+            return network(x, sigma, where=where)
+        from ctmc.noise_ratio import log_expm1
+        from models.rotary import rotary_rotation
+
+        trunk = network.trunk
+        cond = network.noise_embedding(sigma) if self.is_dit else None
+        h = trunk.embedding(x)
+        rotation = rotary_rotation(torch.arange(x.shape[1], device=x.device), trunk.head_dim)
+        for block in trunk.blocks:
+            h = block(h, rotation, cond)
+        h = trunk.final_norm(h, cond)[where]  # (N, H)
+        weight = trunk.embedding.weight[: trunk.output_size] if trunk.output_weight is None else trunk.output_weight
+        logits = torch.nn.functional.linear(h, weight, trunk.output_bias).float()
+        if not self.is_dit:
+            return torch.log_softmax(logits, dim=-1)
+        if network.absorbing_parameterization:
+            shift = log_expm1(sigma.float()) + math.log(network.vocab_size - 1)  # (B,)
+            logits -= shift[:, None].expand(x.shape)[where][:, None]
+        return logits.scatter_(-1, x[where][:, None], 0.0)
+
+
+def tiny_networks(vocab: int, length: int) -> dict[str, torch.nn.Module]:
+    """models.DiT and models.RADDDenoiser 'tiny' presets over V clean tokens (+ the mask), random output
+    weights (std 0.02; the presets start at zero), DiT with the absorbing parameterisation so that the masks
+    are revealed along the schedule as with a trained network."""
+    import models
+
+    torch.manual_seed(0)
+    dit = models.DiT.from_preset("tiny", vocab_size=vocab + 1, max_length=length, absorbing_parameterization=True)
+    radd = models.RADDDenoiser.from_preset("tiny", vocab_size=vocab, max_length=length)
+    for network in (dit, radd):
+        torch.nn.init.normal_(network.trunk.output_weight, std=0.02)
+    return {"DiT": dit.eval(), "RADDDenoiser": radd.eval()}
+
+
+def wrap(name: str, network: torch.nn.Module, packed: bool) -> samplers.ConcreteScore | samplers.Denoiser:
+    """The sampler model: full outputs (plain callable) or packed rows (positions=True)."""
+    stand_in = PackedStandIn(network)
+    if name == "DiT":
+        if packed:
+            return samplers.ConcreteScore(stand_in, log=True, positions=True)
+        return samplers.ConcreteScore(lambda x, total: network(x, total), log=True)
+    if packed:
+        return samplers.Denoiser(lambda x, where: stand_in(x, None, where), log=True, positions=True)
+    return samplers.Denoiser(lambda x: network(x), log=True)
+
+
+def packed_sampling(plan: dict[int, tuple[int, list[str]]], batch: int, repeats: int, vocab: int) -> dict:
+    """Wall time per generated sequence, full outputs vs packed rows, for the samplers of plan[L] = (grid steps,
+    sampler labels) with the tiny DiT (ConcreteScore) and RADD (Denoiser, per-row cache) at V = vocab; runs
+    interleaved (full, packed, full, ...), one thread; medians over `repeats`. First-hitting with NFE = L
+    (packed) is compared with the network alone called on one row per sequence and on every row, per call x L."""
+    samplers_to_time = [
+        ("euler", samplers.EulerSampler, {}), ("tau-leaping", samplers.TauLeapingSampler, {}),
+        ("tweedie", samplers.TweedieSampler, {}), ("trapezoidal", samplers.TrapezoidalSampler, {}),
+        ("rk2", samplers.RK2Sampler, {}), ("remdm", samplers.ReMDMSampler, {}),
+        ("first-hitting K", samplers.FirstHittingSampler, {}),
+    ]
+    import os
+    import statistics
+
+    process = ctmc.ForwardProcess(ctmc.Absorbing(vocab), ctmc.LogLinear())
+    out: dict = {"vocab": vocab, "batch": batch, "repeats": repeats, "threads": 1, "cases": [], "first_hitting": []}
+    out["load_before"] = os.getloadavg()
+    print(f"\nFull outputs vs packed rows (tiny presets, V={vocab}, B={batch}, 1 thread, median of {repeats}; "
+          f"load {out['load_before'][0]:.1f}):")
+    for length, (steps, labels) in plan.items():
+        networks = tiny_networks(vocab, length)
+        out["native_where"] = {k: PackedStandIn(v).native for k, v in networks.items()}
+        chosen = [entry for entry in samplers_to_time if entry[0] in labels]
+        for (label, cls, options), (name, network) in itertools.product(chosen, networks.items()):
+            times: dict[bool, list[float]] = {False: [], True: []}
+            tokens: dict[bool, Tensor] = {}
+            nfe = {}
+            for _, packed in itertools.product(range(repeats), (False, True)):
+                sampler = cls(process, steps=steps, **options)
+                start = time.perf_counter()
+                result = sampler.generate(wrap(name, network, packed), batch, length,
+                                          generator=torch.Generator().manual_seed(0))
+                times[packed].append((time.perf_counter() - start) / batch)
+                tokens[packed], nfe[packed] = result.tokens, result.nfe
+            row = {"sampler": label, "network": name, "length": length, "steps": steps, "nfe": nfe[True],
+                   "full_s_per_seq": statistics.median(times[False]),
+                   "packed_s_per_seq": statistics.median(times[True]),
+                   "same_samples": bool(torch.equal(tokens[False], tokens[True]))}
+            out["cases"].append(row)
+            print(f"  L={length:5d} {label:15s} {name:12s} steps {steps:4d} NFE {row['nfe']:6.1f}  full "
+                  f"{row['full_s_per_seq']:7.3f} s/seq  packed {row['packed_s_per_seq']:7.3f} s/seq  "
+                  f"x{row['full_s_per_seq'] / row['packed_s_per_seq']:.2f}  same samples {row['same_samples']}")
+        out["first_hitting"] += first_hitting_cost(process, networks, batch, length, vocab, run_sampler=length <= 128)
+    out["load_after"] = os.getloadavg()
+    print(f"  load after: {out['load_after'][0]:.1f}")
+    return out
+
+
+def first_hitting_cost(
+    process, networks, batch: int, length: int, vocab: int, run_sampler: bool, calls: int = 8
+) -> list[dict]:
+    """First-hitting with NFE = L (packed rows, one per sequence a call; run if run_sampler) against the network
+    alone: one-row calls and full calls, each timed over `calls` calls, times L."""
+    rows = []
+    gen = torch.Generator().manual_seed(1)
+    x = torch.where(torch.rand(batch, length, generator=gen) < 0.5, vocab, torch.randint(0, vocab, (batch, length)))
+    one = torch.zeros(batch, length, dtype=torch.bool)
+    one[:, 0] = True
+    x[:, 0] = vocab
+    sigma = torch.full((batch,), 0.7)
+    for name, network in networks.items():
+        stand_in = PackedStandIn(network)
+        sampler_seconds, nfe = float("nan"), float("nan")
+        if run_sampler:
+            start = time.perf_counter()
+            result = samplers.FirstHittingSampler(process).generate(
+                wrap(name, network, True), batch, length, generator=torch.Generator().manual_seed(0)
+            )
+            sampler_seconds, nfe = time.perf_counter() - start, result.nfe
+        with torch.no_grad():
+            start = time.perf_counter()
+            for _ in range(calls):
+                stand_in(x, sigma, one)
+            single = (time.perf_counter() - start) / calls
+            start = time.perf_counter()
+            for _ in range(calls):
+                network(x, sigma)
+            full = (time.perf_counter() - start) / calls
+        row = {"network": name, "length": length, "nfe": nfe, "sampler_s_per_seq": sampler_seconds / batch,
+               "single_row_call_s": single, "full_call_s": full,
+               "L_single_row_calls_s_per_seq": single * length / batch, "L_full_calls_s_per_seq": full * length / batch}
+        rows.append(row)
+        print(f"  first-hitting NFE=L={length:5d} {name:12s}: sampler {row['sampler_s_per_seq']:7.3f} s/seq; network "
+              f"alone, L one-row calls {row['L_single_row_calls_s_per_seq']:7.3f} s/seq, L full calls "
+              f"{row['L_full_calls_s_per_seq']:7.3f} s/seq (calls timed over {calls}, times L)")
+    return rows
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def extra_peak_rss(fn) -> float:
+    """MiB of resident memory above the current level at the peak of fn() (Linux: VmHWM reset by clear_refs)."""
+    Path("/proc/self/clear_refs").write_text("5")
+    base = _status_kib("VmRSS")
+    fn()
+    return (_status_kib("VmHWM") - base) / 1024
+
+
+def log_step_memory(batch: int = 4, length: int = 1024, vocab: int = 50_257) -> dict:
+    """Extra peak RSS of one absorbing Euler step given log-scores (what the networks return), in units of one
+    B x L x (V + 1) float32 tensor: exponentiating the whole output first (the step before packed rows) against
+    the chunked step on the full output and on the packed rows at the masks."""
+    process = ctmc.ForwardProcess(ctmc.Absorbing(vocab), ctmc.LogLinear())
+    gen = torch.Generator().manual_seed(0)
+    t, s = torch.full((batch,), 0.5, dtype=torch.float64), torch.full((batch,), 0.49, dtype=torch.float64)
+    total = process.total(t)
+    # log s_y = log p(y) - log expm1(sigma-bar) with p near uniform: about (t - s) / t of the masks jump.
+    log_score = torch.randn(batch, length, vocab + 1, generator=gen) * 0.1 - math.log(vocab)
+    log_score -= float(torch.log(torch.expm1(total[0])))
+    x = torch.where(torch.rand(batch, length, generator=gen) < 0.5, vocab, torch.randint(0, vocab, (batch, length)))
+    where = x == vocab
+    packed = log_score[where]
+    sampler = samplers.EulerSampler(process, steps=100)
+    tensor_mib = log_score.numel() * 4 / 2**20
+    cases = {
+        "exp of the whole output, then the step": lambda: sampler.step(
+            samplers.ModelOutput(log_score.exp(), None, total), x, t, s, gen),
+        "log-values, full output (chunked exp)": lambda: sampler.step(
+            samplers.ModelOutput(log_score, None, total, log=True), x, t, s, gen),
+        "log-values, packed rows at the masks": lambda: sampler.step(
+            samplers.ModelOutput(packed, None, total, where, log=True), x, t, s, gen),
+    }
+    out = {"batch": batch, "length": length, "vocab": vocab, "tensor_MiB": tensor_mib, "cases": {}}
+    print(f"\nExtra peak RSS of one absorbing Euler step on log-scores, B={batch}, L={length}, V={vocab} "
+          f"(one B x L x (V+1) float32 tensor = {tensor_mib:.0f} MiB):")
+    for label, fn in cases.items():
+        start = time.perf_counter()
+        extra = extra_peak_rss(fn)
+        elapsed = time.perf_counter() - start
+        out["cases"][label] = {"extra_peak_MiB": extra, "tensors": extra / tensor_mib, "seconds": elapsed}
+        print(f"  {label:40s} {extra:7.0f} MiB = {extra / tensor_mib:4.2f} tensors, {elapsed:.2f} s")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.parse_args()
+    parser.add_argument("--only", choices=["packed"], default=None,
+                        help="run only one section: 'packed' (full outputs vs packed rows, ~10 minutes)")
+    args = parser.parse_args()
     torch.set_num_threads(1)
+    out = ROOT / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    memory = log_step_memory()
+    everything = ["euler", "tau-leaping", "tweedie", "trapezoidal", "rk2", "remdm", "first-hitting K"]
+    plan = {128: (8, everything), 1024: (4, ["euler", "remdm", "first-hitting K"])}
+    packed = packed_sampling(plan, batch=1, repeats=3, vocab=50_257)
+    packed["log_step_memory"] = memory
+    (out / "samplers_packed.json").write_text(json.dumps(packed, indent=2))
+    print(f"\nwrote {out / 'samplers_packed.json'}")
+    if args.only == "packed":
+        return
     results = {"tv_vs_nfe": tv_table(20_000, [3, 5, 9, 17, 33, 65, 129])}
     results["exact_law"] = exact_law_table([4, 8, 16, 32, 64, 128, 256])
     plot(results["tv_vs_nfe"], results["exact_law"], ROOT / "docs" / "samplers_tv_vs_nfe.png")
     results["remasking"] = remasking_table(20_000, [2, 4, 6, 8, 16, 32])
     results["caching"] = caching(16, 128, [128, 512, 1024], vocab=1024)
     results["step_cost"] = step_cost(4, 1024)
-    out = ROOT / "benchmarks" / "results"
-    out.mkdir(parents=True, exist_ok=True)
     (out / "samplers.json").write_text(json.dumps(results, indent=2))
     print(f"\nwrote {out / 'samplers.json'} and docs/samplers_tv_vs_nfe.png")
 

@@ -3,7 +3,9 @@
 Every sampler is built from a `ctmc.ForwardProcess` and its settings and draws with
 `sampler.sample(model, batch_size, length, generator=..., prefix=..., given=..., tokens=...)` -> (B, L) long,
 or `sampler.generate(...)` -> `SamplingResult(tokens, nfe)`. `model` is a `ConcreteScore` (score(x, sigma-bar)),
-a `Denoiser` (p(x_0 | x_t), absorbing chain), or a bare score callable.
+a `Denoiser` (p(x_0 | x_t), absorbing chain), or a bare score callable; with `positions=True` the callable
+also takes `where` (B, L) bool and returns only those rows, packed, and the samplers ask only for the positions
+they need (the masks on the absorbing chain, the reveals of first-hitting and ReMDM).
 
 Depends on torch and ctmc only (no Lightning, no tokenizer).
 """

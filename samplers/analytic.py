@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 import ctmc
-from samplers.jumps import Jumps, score_scale
+from samplers.jumps import Jumps
 from samplers.models import ModelOutput
 
 
@@ -35,14 +35,19 @@ def analytic_jumps(
     The returned Jumps carry the jump probability in place of an exit rate (only their rows are drawn from).
     """
     delta = (total_t - total_s).double()[:, None]
-    values = output.values
-    probability = rate_matrix.analytic_jump_probability(x, values, delta, score_scale(output, x))
+
+    def jump_probability(picked: Tensor, values: Tensor, scale: Tensor | None, spans: Tensor) -> Tensor:
+        return rate_matrix.analytic_jump_probability(picked, values, spans, scale)
+
+    def destinations(picked: Tensor, values: Tensor, scale: Tensor | None, spans: Tensor) -> Tensor:
+        return rate_matrix.analytic_destinations(picked, values, spans, scale)
+
+    probability = output.statistic(jump_probability, x, delta)
     to_data = (total_s == 0)[:, None] & (x >= rate_matrix.num_clean_states) & (probability > 0)
     probability = torch.where(to_data, 1.0, probability)
+    width = rate_matrix.num_states
 
     def rows(selected: Tensor) -> Tensor:
-        picked_delta = delta.expand_as(x)[selected]
-        scale = score_scale(output, x, selected)
-        return rate_matrix.analytic_destinations(x[selected], values[selected], picked_delta, scale)
+        return output.row_function(destinations, x, selected, width, delta)
 
     return probability, Jumps(probability, rows)

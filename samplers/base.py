@@ -39,12 +39,17 @@ CACHE_MODES = ("row", "batch", "none")
 
 
 class _Evaluator:
-    """Calls the model, counts row-evaluations, and reuses a time-independent denoiser's output.
+    """Calls the model at the positions a step needs, counts row-evaluations, and reuses a time-independent
+    denoiser's output.
 
-    cache: "row" evaluates only the rows (sequences) whose tokens changed since their last evaluation (gathered
-    into a smaller batch, outputs scattered back; RADD's per-sequence cache), "batch" reuses the output only
-    when no token of the whole batch changed (MDLM), "none" always calls. A `ConcreteScore` depends on time and
-    is never cached. Row-independent networks give the same outputs, hence the same samples, in every mode.
+    `evaluator(x, t, where)`: where (B, L) bool asks only for those positions' rows (a packed output); None asks
+    for every position (a request for no position still makes the call, so that NFE counts steps as before).
+    cache: "row" evaluates only the rows (sequences) whose tokens changed since their last evaluation, or that
+    ask for a position not kept from it, gathered into a smaller batch (RADD's per-sequence cache; the kept
+    rows are merged out of place, so an earlier ModelOutput held by a multi-stage step keeps its values);
+    "batch" reuses the output only when no row needs a new evaluation (MDLM); "none" always calls. A
+    `ConcreteScore` depends on time and is never cached. Row-independent networks give the same outputs, hence
+    the same samples, in every mode.
     """
 
     def __init__(self, model: Model, process: ctmc.ForwardProcess, cache: str) -> None:
@@ -55,36 +60,66 @@ class _Evaluator:
         self.expected = n - 1 if isinstance(model, Denoiser) else n
         self.row_evaluations = 0
         self.calls = 0
-        self._last: tuple[Tensor, Tensor] | None = None  # (x (B, L), values (B, L, m)) of the last evaluation
+        self._last: tuple[Tensor, Tensor, Tensor] | None = None  # (x (B, L), kept (B, L) bool, rows (N, m))
 
     def nfe(self, batch_size: int) -> float:
         """Row-evaluations / batch size: the number of whole-batch calls the same work would take."""
         return self.row_evaluations / batch_size
 
-    def __call__(self, x: Tensor, t: Tensor) -> ModelOutput:
+    def __call__(self, x: Tensor, t: Tensor, where: Tensor | None = None, keep: Tensor | None = None) -> ModelOutput:
+        """The model at (x, t) at the positions `where` ((B, L) bool; None: all). keep: (B, L) bool positions
+        also computed when a row is evaluated with a cache on, so that a later step asking for them at an
+        unchanged row needs no call (ReMDM asks for its reveals and keeps the masks)."""
         total = self.process.total(t)
-        if self.cache == "none" or self._last is None:
-            return self._evaluate(x, total)
-        last_x, last_values = self._last
-        changed = (last_x != x).any(1)  # (B,)
-        if self.cache == "batch" and bool(changed.any()):
-            return self._evaluate(x, total)
-        if bool(changed.any()):
-            rows = changed.nonzero().squeeze(1)
-            fresh = self._evaluate(x[rows], total[rows], remember=False)
-            # Out of place: an earlier ModelOutput (held by a multi-stage step) keeps its values.
-            last_values = last_values.index_copy(0, rows, fresh.values)
-            self._last = (x, last_values)
-        scale = 1.0 / torch.expm1(total.to(last_values.dtype))
-        return ModelOutput(last_values, scale, total)
+        if self.cache == "none":
+            return self._evaluate(x, total, where)
+        request = where if where is not None else torch.ones_like(x, dtype=torch.bool)
+        wide = request if keep is None else request | keep
+        if self._last is None:
+            stale = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+        else:
+            last_x, kept, _ = self._last
+            stale = (last_x != x).any(1) | (request & ~kept).any(1)  # (B,): rows the cache cannot answer
+        if not bool(stale.any()):
+            return self._answer(x, total, request)
+        if self.cache == "batch" or self._last is None or bool(stale.all()):
+            fresh = self._evaluate(x, total, wide)
+            self._last = (x, wide, fresh.values)
+        else:
+            rows = stale.nonzero().squeeze(1)
+            self._merge(x, stale, wide, self._evaluate(x[rows], total[rows], wide[rows]).values)
+        return self._answer(x, total, request)
 
-    def _evaluate(self, x: Tensor, total: Tensor, remember: bool = True) -> ModelOutput:
+    def _merge(self, x: Tensor, stale: Tensor, request: Tensor, fresh: Tensor) -> None:
+        """Keep the stored rows of the rows that are not stale and the fresh rows (at `request`, (B, L) bool) of
+        the others."""
+        _, kept, stored = self._last
+        from_fresh = (stale[:, None] & request).flatten()
+        from_stored = (~stale[:, None] & kept).flatten()
+        now_kept = from_fresh | from_stored
+        order = now_kept.cumsum(0) - 1  # position -> row of the merged tensor
+        merged = fresh.new_empty(int(now_kept.sum()), fresh.shape[-1])
+        merged[order[from_fresh]] = fresh
+        stored_order = kept.flatten().cumsum(0) - 1
+        merged[order[from_stored]] = stored.index_select(0, stored_order[from_stored])
+        self._last = (x, now_kept.view(x.shape), merged)
+
+    def _answer(self, x: Tensor, total: Tensor, request: Tensor) -> ModelOutput:
+        """The stored rows at `request` (within the kept positions) as a packed output."""
+        _, kept, stored = self._last
+        if not torch.equal(kept, request):
+            order = kept.flatten().cumsum(0) - 1
+            stored = stored.index_select(0, order[request.flatten()])
+        return ModelOutput(stored, self._scale(total, stored), total, request, self.model.log)
+
+    def _scale(self, total: Tensor, values: Tensor) -> Tensor | None:
+        return 1.0 / torch.expm1(total.to(values.dtype)) if isinstance(self.model, Denoiser) else None
+
+    def _evaluate(self, x: Tensor, total: Tensor, where: Tensor | None) -> ModelOutput:
         with torch.no_grad():
-            output = evaluate(self.model, x, total, self.expected)
+            output = evaluate(self.model, x, total, self.expected, where)
         self.row_evaluations += x.shape[0]
         self.calls += 1
-        if remember and self.cache != "none":
-            self._last = (x, output.values)
         return output
 
 
@@ -162,7 +197,7 @@ class Sampler:
 
     def advance(
         self,
-        evaluate: Callable[[Tensor, Tensor], ModelOutput],
+        evaluate: Callable[[Tensor, Tensor, Tensor | None], ModelOutput],
         x: Tensor,
         t: Tensor,
         s: Tensor,
@@ -170,12 +205,24 @@ class Sampler:
         generator: torch.Generator | None,
         **options: object,
     ) -> Tensor:
-        """One step of the loop: x (B, L) from t to s ((B,) each). `evaluate(x, time)` calls the (cached,
+        """One step of the loop: x (B, L) from t to s ((B,) each). `evaluate(x, time, where)` calls the (cached,
         counted) model; a single-stage sampler evaluates once at (x, query) and calls `step`, a multi-stage
-        sampler overrides this to evaluate at intermediate points too."""
-        return self.step(evaluate(x, query), x, t, s, generator, **options)
+        sampler overrides this to evaluate at intermediate points too. Only the positions `needed(x)` are asked
+        for."""
+        return self.step(evaluate(x, query, self.needed(x)), x, t, s, generator, **options)
 
     # ---- hooks ----------------------------------------------------------------------------------------
+    def needed(self, x: Tensor) -> Tensor | None:
+        """The positions of x (B, L) whose model output a step reads: (B, L) bool, or None for every position.
+
+        On the absorbing chain only a mask has reverse rates (Q[y, x] = 0 for a clean x: a token never moves
+        back), so only the masked positions are asked for; every other chain needs every position.
+        """
+        rate_matrix = self.process.rate_matrix
+        if rate_matrix.score_factorises:  # the pure absorbing chain
+            return x == rate_matrix.mask_index
+        return None
+
     def check_model(self, model: Model) -> None:
         """Refuse model kinds this sampler cannot use (a denoiser needs a chain whose score factorises)."""
         if isinstance(model, Denoiser) and not self.process.rate_matrix.score_factorises:
@@ -242,7 +289,8 @@ class Sampler:
             x = torch.where(fixed, values, self.advance(evaluator, x, t, s, query, generator, **options))
         if self.denoise:
             t = self.times[-1].expand(batch_size).to(device)
-            x = torch.where(fixed, values, self.denoising_step(evaluator(x, t), x, t, generator))
+            output = evaluator(x, t, self.needed(x))
+            x = torch.where(fixed, values, self.denoising_step(output, x, t, generator))
         return SamplingResult(x, evaluator.nfe(batch_size), evaluator.calls)
 
     def sample(

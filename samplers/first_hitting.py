@@ -12,7 +12,8 @@ and sigma-bar(s) = -log(1 - a_t v_(k)), s = schedule.inverse_total(sigma-bar(s))
 uniform among the masked ones (the masking times are independent of the data), and its token is drawn from
 p(x_0^i = y | x_t) (the denoiser, or the score times expm1(sigma-bar) by the RADD factorisation), so with an
 exact model and one token per call (`steps=None`) the sampler draws the model's distribution exactly, in
-exactly m network calls.
+exactly m network calls. The positions are chosen before the call, and the model is asked only for their rows
+(`where`, docs/samplers.md): with steps=None one row per sequence per call.
 
 With `steps=K` < m, each call reveals ceil(m_remaining / calls_remaining) uniformly chosen positions at once,
 each from its own conditional (MDLM-style parallel decoding: approximate, K calls). The model is queried at the
@@ -21,7 +22,7 @@ time of the last reveal of the call (clamped below at eps); a time-independent d
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -78,6 +79,43 @@ class FirstHittingSampler(Sampler):
             masked = masked - reveal
             t = s
 
+    def choose(self, x: Tensor, reveal: Tensor | None, generator: torch.Generator | None) -> Tensor:
+        """(B, L) bool: `reveal[b]` (default 1) masked positions of each sequence, uniformly chosen (one float64
+        key per position, the smallest keys of the masked ones)."""
+        masked = x == self.process.rate_matrix.mask_index
+        if reveal is None:
+            reveal = masked.any(1).long()
+        keys = torch.rand(x.shape, dtype=torch.float64, device=x.device, generator=generator)
+        keys = torch.where(masked, keys, 2.0)
+        rank = keys.argsort(1).argsort(1)
+        return masked & (rank < reveal[:, None])
+
+    def reveal(
+        self, output: ModelOutput, x: Tensor, chosen: Tensor, generator: torch.Generator | None
+    ) -> Tensor:
+        """x (B, L) with each chosen position set to a token drawn from p(x_0^i | x_t); output holds (at least)
+        the chosen positions' rows."""
+        if not bool(chosen.any()):
+            return x
+        out = x.clone()
+        out[chosen] = self.decoding.draw(output.rows(chosen)[:, : self.process.rate_matrix.mask_index], generator)
+        return out
+
+    def advance(
+        self,
+        evaluate: Callable[[Tensor, Tensor, Tensor | None], ModelOutput],
+        x: Tensor,
+        t: Tensor,
+        s: Tensor,
+        query: Tensor,
+        generator: torch.Generator | None,
+        reveal: Tensor | None = None,
+    ) -> Tensor:
+        """Choose the positions first, then ask the model for their rows only (one row per sequence per call
+        with steps=None), then draw their tokens: the same generator draws, in the same order, as `step`."""
+        chosen = self.choose(x, reveal, generator)
+        return self.reveal(evaluate(x, query, chosen), x, chosen, generator)
+
     def step(
         self,
         output: ModelOutput,
@@ -90,17 +128,4 @@ class FirstHittingSampler(Sampler):
         """Unmask `reveal[b]` (default 1) uniformly chosen masked positions of each sequence, each with a token
         drawn from p(x_0^i | x_t). x: (B, L) long; t, s: (B,) (unused: the times only matter through the model).
         """
-        mask = self.process.rate_matrix.mask_index
-        masked = x == mask
-        if reveal is None:
-            reveal = masked.any(1).long()
-        keys = torch.rand(x.shape, dtype=torch.float64, device=x.device, generator=generator)
-        keys = torch.where(masked, keys, 2.0)
-        rank = keys.argsort(1).argsort(1)
-        chosen = masked & (rank < reveal[:, None])
-        if not bool(chosen.any()):
-            return x
-        weights, _ = output.clean_scores(mask)
-        out = x.clone()
-        out[chosen] = self.decoding.draw(weights[chosen], generator)
-        return out
+        return self.reveal(output, x, self.choose(x, reveal, generator), generator)

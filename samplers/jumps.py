@@ -46,25 +46,18 @@ class Jumps:
         return cls(off.sum(-1), lambda selected: off[selected])
 
 
-def score_scale(output: ModelOutput, x: Tensor, selected: Tensor | None = None) -> Tensor | None:
-    """The factor of a denoiser's output (RADD's 1 / expm1(sigma-bar)) per position: (B, 1), or (k,) for the
-    selected positions; None for a concrete score."""
-    if output.scale is None:
-        return None
-    scale = output.scale[:, None]
-    return scale if selected is None else scale.expand_as(x)[selected]
-
-
 def reverse_jumps(rate_matrix: ctmc.RateMatrix, output: ModelOutput, x: Tensor) -> Jumps:
     """The reverse rates R(x -> y) / sigma = Q[y, x] s(x)_y of every position (Lou et al. 2024).
 
-    output: the model evaluated at x; x: (B, L) long. The chain computes the rates from the score.
+    output: the model evaluated at x; x: (B, L) long. The chain computes the rates from the score, on the
+    positions that have an output (`output.where`); the others have rate 0 (a sampler asks for every position
+    whose reverse rates can be non-zero: the masks on the absorbing chain).
     """
-    values = output.values
-    exit_rate = rate_matrix.reverse_exit_rate(x, values, score_scale(output, x))
+    exit_rate = output.statistic(rate_matrix.reverse_exit_rate, x)
+    width = rate_matrix.num_states
 
     def rows(selected: Tensor) -> Tensor:
-        return rate_matrix.reverse_rates_to(x[selected], values[selected], score_scale(output, x, selected))
+        return output.row_function(rate_matrix.reverse_rates_to, x, selected, width)
 
     return Jumps(exit_rate, rows)
 

@@ -24,6 +24,8 @@ vanish with more steps; `benchmarks/bench_samplers.py` measures all three.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -74,22 +76,50 @@ class ReMDMSampler(Sampler):
             return most.clamp(max=self.strength)
         return self.strength * most
 
-    def step(self, output: ModelOutput, x: Tensor, t: Tensor, s: Tensor, generator: torch.Generator | None) -> Tensor:
-        """x_s from x_t (B, L) with the ReMDM posterior; t, s: (B,)."""
+    def plan(
+        self, x: Tensor, t: Tensor, s: Tensor, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor]:
+        """(reveal, hide): (B, L) bool, the masks that unmask and the tokens that re-mask over [s, t], from one
+        float64 uniform per position. Neither depends on the model, so it is asked only for the reveals."""
         mask = self.process.rate_matrix.mask_index
-        total_t, total_s = output.total.double(), self.process.total(s).double()
+        total_t, total_s = self.process.total(t).double(), self.process.total(s).double()
         remask = self.remasking_probability(total_t, total_s)[:, None]
         alive_t, alive_s = torch.exp(-total_t)[:, None], torch.exp(-total_s)[:, None]  # alpha
         unmask = ((alive_s - alive_t + remask * alive_t) / -torch.expm1(-total_t)[:, None]).clamp(0.0, 1.0)
         masked = x == mask
         u = torch.rand(x.shape, dtype=torch.float64, device=x.device, generator=generator)
-        reveal = masked & (u < unmask)
-        hide = ~masked & (u < remask)
+        return masked & (u < unmask), ~masked & (u < remask)
+
+    def apply(
+        self, output: ModelOutput, x: Tensor, reveal: Tensor, hide: Tensor, generator: torch.Generator | None
+    ) -> Tensor:
+        """x (B, L) with `hide` re-masked and `reveal` set to tokens drawn from p(x_0^i | x_t)."""
+        mask = self.process.rate_matrix.mask_index
         out = x.masked_fill(hide, mask)
         if bool(reveal.any()):
-            weights, _ = output.clean_scores(mask)
-            out[reveal] = self.decoding.draw(weights[reveal], generator)
+            out[reveal] = self.decoding.draw(output.rows(reveal)[:, :mask], generator)
         return out
+
+    def advance(
+        self,
+        evaluate: Callable[..., ModelOutput],
+        x: Tensor,
+        t: Tensor,
+        s: Tensor,
+        query: Tensor,
+        generator: torch.Generator | None,
+        **options: object,
+    ) -> Tensor:
+        """Draw which positions reveal and re-mask, then ask the model only for the revealing rows (keeping the
+        masks' rows when a denoiser's output is cached, for the steps in which the row does not change): the
+        same generator draws, in the same order, as `step`."""
+        reveal, hide = self.plan(x, t, s, generator)
+        return self.apply(evaluate(x, query, reveal, keep=self.needed(x)), x, reveal, hide, generator)
+
+    def step(self, output: ModelOutput, x: Tensor, t: Tensor, s: Tensor, generator: torch.Generator | None) -> Tensor:
+        """x_s from x_t (B, L) with the ReMDM posterior; t, s: (B,); output: the model at (x, t)."""
+        reveal, hide = self.plan(x, t, s, generator)
+        return self.apply(output, x, reveal, hide, generator)
 
     def __repr__(self) -> str:
         return (

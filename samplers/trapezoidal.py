@@ -35,10 +35,7 @@ import ctmc
 from samplers.base import Sampler
 from samplers.decoding import Decoding
 from samplers.jumps import Jumps, apply_jumps, reverse_jumps
-from samplers.models import ModelOutput
-
-# Positions x states of float64 per chunk when summing combined rates (2^22 doubles = 32 MiB).
-CHUNK_ELEMENTS = 1 << 22
+from samplers.models import CHUNK_ELEMENTS, ModelOutput
 
 
 def combine_jumps(terms: Sequence[tuple[Tensor, Jumps]], current: Tensor, num_states: int) -> Jumps:
@@ -118,7 +115,7 @@ class _TwoStageSampler(Sampler):
 
     def advance(
         self,
-        evaluate: Callable[[Tensor, Tensor], ModelOutput],
+        evaluate: Callable[[Tensor, Tensor, Tensor | None], ModelOutput],
         x: Tensor,
         t: Tensor,
         s: Tensor,
@@ -131,9 +128,9 @@ class _TwoStageSampler(Sampler):
         delta = (t - s).double()
         rho = t - self.theta * (t - s)
         sigma_t, sigma_rho = self.process.sigma(t).double(), self.process.sigma(rho).double()
-        rates_t = reverse_jumps(rate_matrix, evaluate(x, query), x)
+        rates_t = reverse_jumps(rate_matrix, evaluate(x, query, self.needed(x)), x)
         x_star = leap(x, rates_t, self.theta * delta * sigma_t, self.decoding, generator)
-        rates_rho = reverse_jumps(rate_matrix, evaluate(x_star, rho), x_star)
+        rates_rho = reverse_jumps(rate_matrix, evaluate(x_star, rho, self.needed(x_star)), x_star)
         return self.stage_two(x, x_star, rates_t, rates_rho, sigma_t, sigma_rho, delta, generator)
 
     def __repr__(self) -> str:

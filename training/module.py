@@ -165,16 +165,28 @@ class DiffusionModule(TrainingModule):
 
     # --------------------------------------------------------------------------------------- networks
     def sampling_model(self) -> samplers.ConcreteScore | samplers.Denoiser:
-        """The EMA network wrapped for the samplers: a Denoiser for log-probability outputs, else a score."""
+        """The EMA network wrapped for the samplers: a Denoiser for log-probability outputs, else a score.
+
+        When the network's forward takes `where` (packed outputs at chosen positions), the wrapper says so
+        (`positions=True`): the samplers then ask only for the positions they need (docs/samplers.md).
+        """
+        import inspect  # local: this method is the only user
+
         network = self.ema
         if self.loss.output_kind == "x0_logits":
             raise NotImplementedError(
                 f"{type(self.loss).__name__} trains x0-logits, which no sampler in `samplers` takes (they take "
                 "concrete scores or RADD denoisers); set samples.every_n_steps=0"
             )
+        positions = "where" in inspect.signature(network.forward).parameters
+
+        def call(x: Tensor, total: Tensor | None = None, where: Tensor | None = None) -> Tensor:
+            # samplers pass sigma-bar to a score; a denoiser gets None
+            return network(x, total) if where is None else network(x, total, where=where)
+
         if self.loss.output_kind == "log_score":
-            return samplers.ConcreteScore(lambda x, total: network(x, total), log=True)  # samplers pass sigma-bar
-        return samplers.Denoiser(lambda x: network(x, None), log=True)
+            return samplers.ConcreteScore(call, log=True, positions=positions)
+        return samplers.Denoiser(call, log=True, positions=positions)
 
     @property
     def sampler(self) -> samplers.Sampler:
