@@ -1,4 +1,4 @@
-"""Layer normalisation that always runs in float32, so the network is safe under bf16/fp16 autocast."""
+"""Layer normalisation that runs in at least float32, so the network is safe under bf16/fp16 autocast."""
 
 import torch
 import torch.nn.functional as F
@@ -6,18 +6,20 @@ from torch import Tensor, nn
 
 
 class FloatLayerNorm(nn.LayerNorm):
-    """LayerNorm(x) = (x - mean) / sqrt(var + eps) * weight (+ bias), computed in float32.
+    """LayerNorm(x) = (x - mean) / sqrt(var + eps) * weight (+ bias), computed in float32 (float64 stays float64).
 
-    Autocast is switched off inside, the input and the affine parameters are upcast, and the result is
-    cast back to the input's dtype. x: (..., dim). Returns (..., dim).
+    Autocast is switched off inside, the input and the affine parameters are upcast to
+    promote_types(x.dtype, float32), and the result is cast back to the input's dtype. x: (..., dim).
+    Returns (..., dim).
     """
 
     def __init__(self, dim: int, bias: bool = True) -> None:
         super().__init__(dim, elementwise_affine=True, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        weight = self.weight.float()
-        bias = None if self.bias is None else self.bias.float()
+        dtype = torch.promote_types(x.dtype, torch.float32)  # float64 reference models keep their precision
+        weight = self.weight.to(dtype)
+        bias = None if self.bias is None else self.bias.to(dtype)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            normalised = F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps)
+            normalised = F.layer_norm(x.to(dtype), self.normalized_shape, weight, bias, self.eps)
         return normalised.to(x.dtype)
