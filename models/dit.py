@@ -33,7 +33,7 @@ class DiT(nn.Module):
     and in the final norm (see models.block). With absorbing_parameterization the output is shifted by
     -log(e^sigma - 1) - log(vocab_size - 1) (module docstring). tie_weights uses the token embedding as the
     output projection (the output is then not zero at initialisation). local_mixing = k > 0 adds a width-k
-    residual depthwise convolution before every block (models.local_mixing).
+    residual depthwise convolution on the embeddings and before every block (models.local_mixing).
     """
 
     def __init__(

@@ -8,9 +8,9 @@ offset = (k - 1) // 2 otherwise (a centred window: l - (k - 1) // 2 .. l + k // 
 Why: with RoPE attention a position can read its neighbours only once the attention has learned sharp
 relative-position patterns. An autoregressive model does not need that for its strongest statistic, the previous
 token, which sits in its own residual stream; a masked-diffusion denoiser does: the input at a masked position is
-the mask embedding. A k-wide mixing layer before every block gives each position its neighbours' states
-directly, at k * H parameters per layer (docs/training.md, "Experiments": the masked models leave the unigram level
-within the main job's budget with it and not without).
+the mask embedding. A k-wide mixing layer on the embeddings and before every block gives each position its
+neighbours' states directly, at k * H parameters per layer (docs/training.md, "Experiments": the masked models
+leave the unigram level within the main job's budget with it and not without).
 """
 
 import torch.nn.functional as F

@@ -20,8 +20,8 @@ class TokenTransformer(nn.Module):
     """TransformerTrunk(V + 1 states -> V outputs, no conditioning); subclasses set `causal` and `extra_state`.
 
     tie_weights uses the first V rows of the (V + 1)-row token embedding as the output projection.
-    local_mixing = k > 0 adds a width-k residual depthwise convolution before every block (models.local_mixing;
-    causal for the AR model).
+    local_mixing = k > 0 adds a width-k residual depthwise convolution on the embeddings and before every block
+    (models.local_mixing; causal for the AR model).
     """
 
     causal: bool = False

@@ -50,7 +50,8 @@ class TransformerTrunk(nn.Module):
     The embedding is uniform in +-1/sqrt(hidden_size) (SEDD's init); the output projection is zero at
     init unless tie_weights, in which case its weight is the first output_size rows of the embedding.
     local_mixing = k > 0 puts a models.local_mixing.LocalMixing layer (a residual depthwise convolution of
-    width k, causal when the trunk is) before every block; 0 (the default) leaves the trunk a plain transformer.
+    width k, causal when the trunk is) on the embeddings and another before every block (num_layers + 1 in all);
+    0 (the default) leaves the trunk a plain transformer.
     """
 
     def __init__(
@@ -103,9 +104,9 @@ class TransformerTrunk(nn.Module):
         self.blocks = nn.ModuleList(
             TransformerBlock(hidden_size, num_heads, cond_dim, mlp_ratio, dropout, causal) for _ in range(num_layers)
         )
-        # local_mixing = k > 0: one LocalMixing layer before each block (the first one mixes the embeddings).
+        # local_mixing = k > 0: LocalMixing on the embeddings (mixing[0]) and before block i (mixing[i + 1]).
         self.mixing = nn.ModuleList(
-            LocalMixing(hidden_size, local_mixing, causal) for _ in range(num_layers if local_mixing else 0)
+            LocalMixing(hidden_size, local_mixing, causal) for _ in range(num_layers + 1 if local_mixing else 0)
         )
         self.final_norm = FinalNorm(hidden_size, cond_dim)
         if tie_weights:
@@ -142,9 +143,11 @@ class TransformerTrunk(nn.Module):
         """
         h = self.embedding(x)  # (B, L, H)
         rotation = rotary_rotation(torch.arange(x.shape[1], device=x.device), self.head_dim)
+        if self.mixing:
+            h = self.mixing[0](h)
         for index, block in enumerate(self.blocks):
-            if index < len(self.mixing):
-                h = self.mixing[index](h)
+            if self.mixing:
+                h = self.mixing[index + 1](h)
             h = block(h, rotation, cond)
         return h
 

@@ -55,8 +55,8 @@ def test_the_causal_trunk_stays_causal_and_the_denoiser_sees_both_sides() -> Non
     assert (radd_before[:, 5] - radd_after[:, 5]).abs().amax() > 1e-6  # the left neighbour sees it
 
 
-def test_local_mixing_adds_k_h_parameters_per_block() -> None:
+def test_local_mixing_adds_k_h_parameters_for_the_embeddings_and_per_block() -> None:
     plain = models.DiT(30, 16, 3, 2, 8, 16)
     mixed = models.DiT(30, 16, 3, 2, 8, 16, local_mixing=5)
-    assert mixed.num_parameters - plain.num_parameters == 3 * 5 * 16
+    assert mixed.num_parameters - plain.num_parameters == (3 + 1) * 5 * 16
     assert len(plain.trunk.mixing) == 0
