@@ -1,6 +1,7 @@
 """DiffusionModule.sampling_model: the samplers' wrapper says `positions=True` exactly when the network's forward
-takes `where`, and a where-aware network (here a subclass computing its full output and selecting the rows)
-gives the same samples as the plain network, for a denoiser (RADD) and a score (DiT)."""
+takes `where`, and the where-aware networks (models.RADDDenoiser and models.DiT, which run their head on the
+asked rows only) give the same samples as the same weights behind a forward without `where` (full outputs,
+selected by the sampler), for a denoiser (RADD) and a score (DiT)."""
 
 from __future__ import annotations
 
@@ -15,23 +16,25 @@ import samplers
 from training.module import DiffusionModule
 
 
-class WhereRADD(models.RADDDenoiser):
-    def forward(self, x: Tensor, sigma: Tensor | None = None, where: Tensor | None = None) -> Tensor:
-        out = super().forward(x, sigma)
-        return out if where is None else out[where]
+class FullRADD(models.RADDDenoiser):
+    """The same network without `where` in its forward: full (B, L, V) outputs only."""
+
+    def forward(self, x: Tensor, sigma: Tensor | None = None) -> Tensor:
+        return super().forward(x, sigma)
 
 
-class WhereDiT(models.DiT):
-    def forward(self, x: Tensor, sigma: Tensor, where: Tensor | None = None) -> Tensor:
-        out = super().forward(x, sigma)
-        return out if where is None else out[where]
+class FullDiT(models.DiT):
+    """The same network without `where` in its forward: full (B, L, n) outputs only."""
+
+    def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
+        return super().forward(x, sigma)
 
 
 @pytest.mark.parametrize(
     ("plain", "aware", "loss"),
     [
-        (models.RADDDenoiser, WhereRADD, losses.LambdaDCE),
-        (models.DiT, WhereDiT, losses.ScoreEntropy),
+        (FullRADD, models.RADDDenoiser, losses.LambdaDCE),
+        (FullDiT, models.DiT, losses.ScoreEntropy),
     ],
 )
 def test_positions_flag_follows_the_forward_signature_and_keeps_the_samples(plain, aware, loss):
@@ -44,6 +47,7 @@ def test_positions_flag_follows_the_forward_signature_and_keeps_the_samples(plai
             network=lambda n, cls=cls, options=options: cls(n, hidden_size=16, num_layers=1, num_heads=2, **options),
             loss=loss,
             rate_matrix=ctmc.Absorbing,
+            packed_outputs=cls is aware,  # the training side refuses a forward without `where` otherwise
         )
         torch.nn.init.normal_(module.ema.trunk.output_weight, std=0.5)  # a non-constant output
         model = module.sampling_model()
