@@ -9,8 +9,10 @@ one `torch.autograd.Function` that saves only `o` itself and, in the backward pa
     d loss / d o = (dense part, from the reductions) + scatter of the gathered entries' gradients
 
 into a single new tensor, which becomes `o.grad` without a copy. Peak memory: forward one (B, L, n)
-temporary; backward the gradient and nothing else of that size. The logsumexp keeps its forward temporary
-e^{o - max} and rescales it in place into the gradient, so its backward allocates nothing of that size.
+temporary; backward the gradient and nothing else of that size. The logsumexp and the Bregman sum keep their
+forward temporary (e^{o - max}, expm1(o - base)) and rescale it in place into the gradient, so their backward
+allocates nothing of that size and repeats no exp pass (the Bregman sum's fwd+bwd at B = 8, L = 32, V = 50,257,
+one thread: 120 -> 70 ms, measured side by side with the previous code).
 
 - `logsumexp_statistics`: lse_{y < width} o_y and o at the given ids (softmax-type losses).
 - `bregman_statistics`: sum_{y not excluded} phi(o_y - base), phi(u) = e^u - u - 1 (score entropy).
@@ -98,25 +100,40 @@ class Bregman(NamedTuple):
 
 
 class _BregmanGather(torch.autograd.Function):
+    """total = sum_{y not excluded} phi(o_y - base) and o at the ids; phi'(u) = expm1(u).
+
+    The forward's one (B, L, n) temporary is expm1(o - base) (0 at the excluded states), which is also
+    d total / d o; it is kept and the first backward scales it in place into the gradient (no second
+    subtract / expm1 pass). A later backward through the same graph (retain_graph=True, gradcheck) recomputes it.
+    """
+
     @staticmethod
     def forward(ctx, output: Tensor, base: Tensor, exclude: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
-        shifted = output - base[..., None]
-        shifted.scatter_(-1, exclude, 0.0)  # phi(0) = 0: excluded states drop out exactly
-        linear = shifted.sum(-1)
-        total = shifted.expm1_().sum(-1) - linear
+        shifted, linear = _shifted_expm1(output, base, exclude)
         ctx.save_for_backward(output, base, exclude, index)
-        return total, output.gather(-1, index)
+        ctx.derivative = shifted  # not save_for_backward: the backward consumes it in place
+        return shifted.sum(-1) - linear, output.gather(-1, index)
 
     @staticmethod
     def backward(ctx, grad_total: Tensor | None, grad_gathered: Tensor | None):
         output, base, exclude, index = ctx.saved_tensors
+        grad, ctx.derivative = ctx.derivative, None
         if grad_total is None:
             grad = torch.zeros_like(output)
         else:  # phi'(u) = expm1(u), 0 at the excluded states
-            grad = torch.sub(output, base[..., None])
-            grad.scatter_(-1, exclude, 0.0)
-            grad.expm1_().mul_(grad_total[..., None])
+            if grad is None:  # the buffer went into an earlier backward of this graph
+                grad = _shifted_expm1(output, base, exclude)[0]
+            grad.mul_(grad_total[..., None])
         return _add_gathered(grad, index, grad_gathered), None, None, None
+
+
+def _shifted_expm1(output: Tensor, base: Tensor, exclude: Tensor) -> tuple[Tensor, Tensor]:
+    """(expm1(u), sum_y u_y) for u = o - base with u = 0 at the excluded states: one new (B, L, n) tensor and
+    its (B, L) row sums before the expm1, so that sum phi(u) = sum expm1(u) - sum u."""
+    shifted = output - base[..., None]
+    shifted.scatter_(-1, exclude, 0.0)  # phi(0) = 0: excluded states drop out exactly
+    linear = shifted.sum(-1)
+    return shifted.expm1_(), linear
 
 
 def bregman_statistics(output: Tensor, base: Tensor, exclude: Tensor, index: Tensor) -> Bregman:

@@ -68,6 +68,30 @@ def test_bregman_statistics_values_and_gradients(seed):
     assert torch.autograd.gradcheck(lambda o: tuple(bregman_statistics(o, base, exclude, index)), (output,))
 
 
+def test_bregman_statistics_gradient_buffer_matches_plain_autograd():
+    # Reference: autograd through expm1(u) - u over the non-excluded states and gather, float64. The first
+    # backward rescales the forward's expm1 buffer in place; a second backward through the retained graph
+    # recomputes it: both must agree with the reference.
+    output, index, g = _inputs(5)
+    base = torch.randn(2, 4, dtype=torch.float64, generator=g)
+    exclude = torch.randint(0, 6, (2, 4, 2), generator=g)
+    keep = torch.ones_like(output, dtype=torch.bool).scatter_(-1, exclude, False)
+    grad_total = torch.randn(2, 4, dtype=torch.float64, generator=g)
+    grad_gathered = torch.randn(2, 4, 3, dtype=torch.float64, generator=g)
+    u = output - base[..., None]
+    expected_total = torch.where(keep, torch.expm1(u) - u, torch.zeros_like(u)).sum(-1)
+    reference = torch.autograd.grad(
+        (expected_total * grad_total).sum() + (output.gather(-1, index) * grad_gathered).sum(), output
+    )[0]
+    stats = bregman_statistics(output, base, exclude, index)
+    torch.testing.assert_close(stats.total, expected_total, rtol=1e-12, atol=1e-12)
+    objective = (stats.total * grad_total).sum() + (stats.gathered * grad_gathered).sum()
+    first = torch.autograd.grad(objective, output, retain_graph=True)[0]
+    second = torch.autograd.grad(objective, output)[0]
+    torch.testing.assert_close(first, reference, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(second, reference, rtol=1e-12, atol=1e-12)
+
+
 @given(seed=st.integers(0, 10_000), log_scale=st.floats(-5.0, 30.0))
 def test_log_mixture_statistics_values_and_gradients(seed, log_scale):
     # Reference: sum_y log1p(w softmax(o)_y) written directly; gradcheck.
