@@ -11,8 +11,7 @@ one `torch.autograd.Function` that saves only `o` itself and, in the backward pa
 into a single new tensor, which becomes `o.grad` without a copy. Peak memory: forward one (B, L, n)
 temporary; backward the gradient and nothing else of that size. The logsumexp and the Bregman sum keep their
 forward temporary (e^{o - max}, expm1(o - base)) and rescale it in place into the gradient, so their backward
-allocates nothing of that size and repeats no exp pass (the Bregman sum's fwd+bwd at B = 8, L = 32, V = 50,257,
-one thread: 120 -> 70 ms, measured side by side with the previous code).
+allocates nothing of that size and repeats no exp pass.
 
 - `logsumexp_statistics`: lse_{y < width} o_y and o at the given ids (softmax-type losses).
 - `bregman_statistics`: sum_{y not excluded} phi(o_y - base), phi(u) = e^u - u - 1 (score entropy).
