@@ -165,11 +165,17 @@ def fit_command(config: str, root: Path, arguments: argparse.Namespace) -> list[
     return command + list(arguments.fit_arg)
 
 
+def checkpoint_steps(path: str | Path) -> int | None:
+    """The optimiser steps a Lightning checkpoint records (`global_step`), None if it records none."""
+    step = torch.load(path, map_location="cpu", weights_only=True).get("global_step")
+    return None if step is None else int(step)
+
+
 def train(name: str, arguments: argparse.Namespace, work_dir: Path, environment: dict[str, str]) -> Training:
     """The checkpoint of model `name`: given by --ckpt, reused (--reuse), or fitted now in a subprocess."""
     config = CONFIGS[name]
     if name in arguments.ckpt:
-        return Training(config, arguments.ckpt[name], reused=True)
+        return Training(config, arguments.ckpt[name], steps=checkpoint_steps(arguments.ckpt[name]), reused=True)
     root = work_dir / "runs" / name
     record = root / "fit.json"
     if arguments.reuse and last_checkpoint(root) is not None:
@@ -188,7 +194,7 @@ def train(name: str, arguments: argparse.Namespace, work_dir: Path, environment:
         tail = (root / "fit.log").read_text(encoding="utf-8").strip().splitlines()[-5:]
         raise SystemExit(f"error: fitting {name} failed (exit {done.returncode}; log {root / 'fit.log'}): "
                          + " | ".join(tail))
-    steps = int(torch.load(checkpoint, map_location="cpu", weights_only=True).get("global_step", -1))
+    steps = checkpoint_steps(checkpoint)
     result = Training(config, str(checkpoint), command, wall, steps)
     record.write_text(json.dumps({"command": command, "wall_s": wall, "steps": steps}, indent=2) + "\n")
     print(f"[{name}] {steps} steps in {wall:.1f} s -> {checkpoint}", flush=True)

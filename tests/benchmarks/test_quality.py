@@ -68,6 +68,7 @@ def test_quality_runs_end_to_end_on_tiny_settings(tmp_path):
     assert judge["steps"] == 2 and judge["wall_s"] > 0 and not judge["reused"] and "--trainer.max_steps=2" in (
         judge["command"])
     assert all(report["training"][name]["reused"] for name in NETWORKS)
+    assert all(report["training"][name]["steps"] == 2 for name in NETWORKS)  # read from the given checkpoints
 
     validation = report["validation"]
     assert validation["ar"]["what"] == "exact NLL" and validation["ar"]["gap_ppl_ratio"] is None
