@@ -35,25 +35,11 @@ class ARTransformer(TokenTransformer):
         return self.vocab_size
 
     def check_tokens(self, x: Tensor, name: str = "x", allow_empty: bool = False) -> None:
-        """Raise TypeError/ValueError naming `name` unless x is (B, L) long in [0, V), 1 <= L <= max_length."""
-        if not isinstance(x, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor of token ids, got {type(x).__name__}")
-        if x.dtype != torch.long:
-            raise TypeError(f"{name} must have dtype torch.long (int64), got {x.dtype}; pass {name}.long()")
-        if x.dim() != 2:
-            raise ValueError(f"{name} must have shape (batch, length), got {tuple(x.shape)}; add a batch axis")
-        if x.shape[1] == 0 and not allow_empty:
-            raise ValueError(f"{name} must hold at least one token per row, got length 0")
-        if x.shape[1] > self.max_length:
-            raise ValueError(
-                f"{name} has length {x.shape[1]} > max_length={self.max_length} (the model's context); "
-                "build the model with a larger max_length or score shorter sequences"
-            )
-        if not torch.compiler.is_compiling() and x.numel() and bool(((x < 0) | (x >= self.vocab_size)).any()):
-            raise ValueError(
-                f"{name} must hold token ids in [0, {self.vocab_size}) (vocab_size={self.vocab_size}), got values "
-                f"in [{int(x.min())}, {int(x.max())}]"
-            )
+        """Raise TypeError/ValueError naming `name` unless x is (B, L) long in [0, V), 1 <= L <= max_length
+        (L = 0 allowed with allow_empty): the trunk's check with the data tokens' range (BOS is no input)."""
+        self.trunk.check_tokens(
+            x, name, limit=self.vocab_size, allow_empty=allow_empty, limit_note=f" (vocab_size={self.vocab_size})"
+        )
 
     def _with_bos(self, x: Tensor) -> Tensor:
         """(B, k) -> (B, k + 1) with BOS in front."""

@@ -115,25 +115,34 @@ class TransformerTrunk(nn.Module):
             self.output_weight = nn.Parameter(torch.zeros(output_size, hidden_size))
         self.output_bias = nn.Parameter(torch.zeros(output_size))
 
-    def check_tokens(self, x: Tensor) -> None:
-        """Raise TypeError/ValueError naming `x` unless x is (B, L) long in [0, num_states), L <= max_length.
+    def check_tokens(
+        self, x: Tensor, name: str = "x", limit: int | None = None, allow_empty: bool = True, limit_note: str = ""
+    ) -> None:
+        """Raise TypeError/ValueError naming `name` unless x is (B, L) long in [0, limit) (default num_states),
+        L <= max_length, and L >= 1 unless allow_empty. limit_note is appended to the range message.
 
         The value-range check needs a device sync, so it is skipped while torch.compile traces.
         """
+        limit = self.num_states if limit is None else limit
         if not isinstance(x, Tensor):
-            raise TypeError(f"x must be a torch.Tensor of token ids, got {type(x).__name__}")
+            raise TypeError(f"{name} must be a torch.Tensor of token ids, got {type(x).__name__}")
         if x.dtype != torch.long:
-            raise TypeError(f"x must have dtype torch.long (int64), got {x.dtype}; pass x.long()")
+            raise TypeError(f"{name} must have dtype torch.long (int64), got {x.dtype}; pass {name}.long()")
         if x.dim() != 2:
-            raise ValueError(f"x must have shape (batch, length), got {tuple(x.shape)}; add a batch axis with x[None]")
+            raise ValueError(
+                f"{name} must have shape (batch, length), got {tuple(x.shape)}; add a batch axis with {name}[None]"
+            )
+        if x.shape[1] == 0 and not allow_empty:
+            raise ValueError(f"{name} must hold at least one token per row, got length 0")
         if x.shape[1] > self.max_length:
             raise ValueError(
-                f"x has length {x.shape[1]} > max_length={self.max_length}; "
-                "build the model with a larger max_length or split the sequence"
+                f"{name} has length {x.shape[1]} > max_length={self.max_length} (the model's context); "
+                f"build the model with a larger max_length or split the sequence"
             )
-        if not torch.compiler.is_compiling() and x.numel() and bool(((x < 0) | (x >= self.num_states)).any()):
+        if not torch.compiler.is_compiling() and x.numel() and bool(((x < 0) | (x >= limit)).any()):
             raise ValueError(
-                f"x must hold token ids in [0, {self.num_states}), got values in [{int(x.min())}, {int(x.max())}]"
+                f"{name} must hold token ids in [0, {limit}){limit_note}, "
+                f"got values in [{int(x.min())}, {int(x.max())}]"
             )
 
     def hidden_states(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
