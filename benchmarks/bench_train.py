@@ -14,10 +14,14 @@ trunk (embedding, 2 pre-LN blocks, one V-way head; its exact NLL on every positi
 diffusion case runs with packed outputs (the network asked only for `loss.output_positions(x_t)`: "packed"),
 with the full output ("full", `where=None`), and, given --baseline-code, the full step with the package code
 of another checkout ("baseline": e.g. the commit before this change). Every case is a fresh process with one
-thread and glibc's retain setting (training/allocator.py, as the training command); repeats are interleaved
-and the table reports the median over repeats of each run's median step (the machine may be shared: note its
-load), the ratio to the AR step, and peak RSS over the base after the imports. JSON:
-benchmarks/results/train_vs_ar.json.
+thread and glibc's retain setting (training/allocator.py, as the training command); repeats are interleaved.
+A run times AR_STEPS steps after its warm-up and keeps their mean: the packed step's cost follows the fraction
+of masked positions, which varies from step to step with t (0.5 on average under the log-linear schedule;
+the "rows" column is the measured fraction), so the mean, not the median, is the cost of training. The table
+reports the median over repeats of each run's mean, its ratio to the AR step's, the median and range of the
+per-repeat ratios (each run against the AR run of the same repeat: identical code runs in fresh processes
+differ by up to ~15% on this machine), and peak RSS over the base after the imports (the machine may be
+shared: note its load). JSON: benchmarks/results/train_vs_ar.json.
 
 --compare compile: the sedd step at L = 32 (packed) eager, then with the network compiled (torch.compile,
 inductor), then eager again, in one one-thread process; JSON: benchmarks/results/train_compile.json.
@@ -200,15 +204,17 @@ AR_CASES = {  # name: (chain, network, loss); the configs' networks with hidden 
     "radd": ("absorbing", "RADDDenoiser", "LambdaDCE"),
     "uniform": ("uniform", "DiT", "ScoreEntropy"),
 }
-AR_STEPS = {"L32": (2, 6), "L128": (1, 4)}  # (warm-up, timed) steps per run
+AR_STEPS = {"L32": (2, 16), "L128": (2, 10)}  # (warm-up, timed) steps per run
 
 
 def diffusion_step_times(
-    case: str, variant: str, batch: int, length: int, total_steps: int, compile_network: bool = False
+    case: str, variant: str, batch: int, length: int, total_steps: int, compile_network: bool = False,
+    rows: list[float] | None = None,
 ) -> list[float]:
     """Per-step seconds of one diffusion training step of AR_CASES[case]; variant "packed" asks the network
     for loss.output_positions(x_t) only (where=), "full"/"baseline" for the whole output. compile_network:
-    nn.Module.compile() first (torch.compile's default backend); its first steps include the compilation."""
+    nn.Module.compile() first (torch.compile's default backend); its first steps include the compilation.
+    rows: if given, receives each step's fraction of the B L positions whose output was computed."""
     chain, network_name, loss_name = AR_CASES[case]
     if chain == "absorbing":
         process = ctmc.ForwardProcess(ctmc.Absorbing(VOCAB), ctmc.LogLinear())
@@ -237,6 +243,8 @@ def diffusion_step_times(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - start)
+        if rows is not None:
+            rows.append(1.0 if where is None else float(where.float().mean()))
     return times
 
 
@@ -261,12 +269,15 @@ def run_ar_case(case: str, variant: str, shape: str) -> dict:
     batch, length = AR_SHAPES[shape]
     warmup, steps = AR_STEPS[shape]
     base_kib = status_kib("VmRSS")
+    rows: list[float] = []
     if case == "ar":
         times = ar_step_times(batch, length, warmup + steps)[warmup:]
     else:
-        times = diffusion_step_times(case, variant, batch, length, warmup + steps)[warmup:]
-    return {"case": case, "variant": variant, "shape": shape, "batch": batch, "length": length,
-            "median_step_s": statistics.median(times), "peak_over_base_mib": (status_kib("VmHWM") - base_kib) / 1024}
+        times = diffusion_step_times(case, variant, batch, length, warmup + steps, rows=rows)[warmup:]
+    return {"case": case, "variant": variant, "shape": shape, "batch": batch, "length": length, "steps": steps,
+            "mean_step_s": statistics.mean(times), "median_step_s": statistics.median(times),
+            "rows_fraction": statistics.mean(rows[warmup:]) if rows else 1.0,
+            "peak_over_base_mib": (status_kib("VmHWM") - base_kib) / 1024}
 
 
 def compare_with_ar(repeats: int, baseline_code: str | None, json_path: str) -> None:
@@ -290,17 +301,27 @@ def compare_with_ar(repeats: int, baseline_code: str | None, json_path: str) -> 
                 runs.setdefault((shape, case, variant), []).append(json.loads(done.stdout.strip().splitlines()[-1]))
                 load.append(os.getloadavg()[0])
                 print(f"done {repeat} {shape} {case} {variant}", file=sys.stderr, flush=True)
+    ar_runs = {shape: [r["mean_step_s"] for r in runs[(shape, "ar", "full")]] for shape in AR_SHAPES}
     rows = []
     for measured in runs.values():
-        rows.append({**measured[0], "median_step_s": statistics.median(r["median_step_s"] for r in measured),
-                     "median_step_s_of_runs": [r["median_step_s"] for r in measured],
+        means = [r["mean_step_s"] for r in measured]
+        # Each repeat's ratio pairs the case with the AR run of the same repeat (the nearest in time).
+        paired = [mean / ar for mean, ar in zip(means, ar_runs[measured[0]["shape"]], strict=True)]
+        rows.append({**measured[0], "mean_step_s": statistics.median(means), "mean_step_s_of_runs": means,
+                     "median_step_s_of_runs": [r["median_step_s"] for r in measured], "ratio_to_ar_of_runs": paired,
+                     "rows_fraction": statistics.mean(r["rows_fraction"] for r in measured),
                      "peak_over_base_mib": statistics.median(r["peak_over_base_mib"] for r in measured)})
-    ar = {row["shape"]: row["median_step_s"] for row in rows if row["case"] == "ar"}
-    print(f"{'shape':<7}{'case':<9}{'variant':<10}{'B x L':>9}{'median ms':>11}{'x AR':>7}{'peak over base MiB':>20}")
+        del rows[-1]["median_step_s"]
+    ar = {row["shape"]: row["mean_step_s"] for row in rows if row["case"] == "ar"}
+    print(f"{'shape':<7}{'case':<9}{'variant':<10}{'B x L':>9}{'rows':>6}{'step ms':>9}{'x AR':>7}"
+          f"{'paired x AR (min-max)':>24}{'peak over base MiB':>20}")
     for row in rows:
-        row["ratio_to_ar"] = row["median_step_s"] / ar[row["shape"]]
+        row["ratio_to_ar"] = row["mean_step_s"] / ar[row["shape"]]
+        paired = row["ratio_to_ar_of_runs"]
         print(f"{row['shape']:<7}{row['case']:<9}{row['variant']:<10}{row['batch']:>4} x{row['length']:>4}"
-              f"{1e3 * row['median_step_s']:>11.1f}{row['ratio_to_ar']:>7.2f}{row['peak_over_base_mib']:>20.0f}")
+              f"{row['rows_fraction']:>6.2f}{1e3 * row['mean_step_s']:>9.1f}{row['ratio_to_ar']:>7.2f}"
+              f"{statistics.median(paired):>12.2f} ({min(paired):.2f}-{max(paired):.2f})"
+              f"{row['peak_over_base_mib']:>20.0f}")
     print(f"load average (1 min) during the run: min {min(load):.1f}, median {statistics.median(load):.1f}, "
           f"max {max(load):.1f} on {os.cpu_count()} cores")
     path = Path(json_path)

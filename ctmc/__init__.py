@@ -14,6 +14,7 @@ from ctmc.categorical import sample_categorical
 from ctmc.dense import Dense
 from ctmc.discrete_time import DiscreteTimeChain
 from ctmc.forward_process import ForwardProcess
+from ctmc.hybrid import Hybrid
 from ctmc.noise_ratio import log_expm1, log_mask_ratio
 from ctmc.radd import denoiser_to_score, score_to_denoiser
 from ctmc.rate_matrix import RateMatrix, from_column_convention, to_column_convention, validate_generator
@@ -28,6 +29,7 @@ __all__ = [
     "DiscreteTimeChain",
     "ForwardProcess",
     "Geometric",
+    "Hybrid",
     "LogLinear",
     "NoiseSchedule",
     "PiecewiseLinear",

@@ -45,6 +45,11 @@ class Absorbing(RateMatrix):
         """True: at a masked position s_y = p(x0^i = y | x_t) / expm1(sigma-bar) (RADD, Ou et al. 2024)."""
         return True
 
+    @property
+    def score_entropy_checks_values(self) -> bool:
+        """True: the closed-form score entropy reads log_score through ctmc.row_reductions (RateMatrix)."""
+        return True
+
     def matrix(self, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> Tensor:
         n, mask = self.num_states, self.mask_index
         q = -torch.eye(n, dtype=dtype, device=device)

@@ -51,6 +51,11 @@ class Hybrid(RateMatrix):
         return True
 
     @property
+    def score_entropy_checks_values(self) -> bool:
+        """True: the closed-form score entropy reads log_score through ctmc.row_reductions (RateMatrix)."""
+        return True
+
+    @property
     def mask_index(self) -> int:
         """The index of the [MASK] state: `vocab_size`, the last state."""
         return self.vocab_size
@@ -194,8 +199,10 @@ class Hybrid(RateMatrix):
         exclude = torch.stack([x_t, x0, torch.full_like(x0, self.mask_index)], dim=-1)
         stats = bregman_statistics(log_score, base.to(log_score.dtype), exclude, x0[..., None])
         special = special.to(log_score.dtype)
-        v = stats.gathered.squeeze(-1) - special
-        special_term = torch.where(same, torch.zeros_like(v), torch.exp(special) * (torch.expm1(v) - v))
+        # Zeroed before expm1 where x_t = x0 (no special term: phi(0) = 0), so that the entry at x_t, which is not
+        # read, cannot reach the gradient.
+        v = torch.where(same, 0.0, stats.gathered.squeeze(-1) - special)
+        special_term = torch.exp(special) * (torch.expm1(v) - v)
         weight = self._reverse_weight(x_t).to(log_score.dtype)
         return weight * (torch.exp(base.to(log_score.dtype)) * stats.total + special_term)
 

@@ -137,6 +137,13 @@ class RateMatrix(ABC):
         score. True only for the pure absorbing chain."""
         return False
 
+    @property
+    def score_entropy_checks_values(self) -> bool:
+        """Whether `score_entropy` refuses (ValueError) a NaN or +inf in every entry of log_score that it reads and
+        gives an exact 0 gradient to every entry that it does not (the closed forms built on ctmc.row_reductions:
+        Absorbing, Uniform, Hybrid). A loss then need not scan the whole output for such values first."""
+        return False
+
     # ---- the generator and the transition ------------------------------------------------------------------
     @abstractmethod
     def matrix(self, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> Tensor:

@@ -27,6 +27,18 @@ import torch
 from torch import Tensor
 
 _BLOCK_ELEMENTS = 1 << 20  # entries per row block in a backward pass: 1M (4 MiB in float32)
+_CACHE_ELEMENTS = 1 << 18  # entries per row block of a forward pass that should stay in cache: 1 MiB in float32
+
+
+def _refuse_nan_or_inf(bad: Tensor) -> None:
+    """Raise if any row holds a NaN or +inf that the reduction reads (bad: (B, L) bool, derived from the
+    reduction's own row statistics, so the check costs no pass over the output). Without it such a row would
+    give a NaN gradient even where the loss multiplies its term by 0 (an unmasked position)."""
+    if bool(bad.any()):
+        raise ValueError(
+            "output contains NaN or +inf in the states a row reduction reads; the network diverged or a log "
+            "was taken of a negative number. Check the learning rate and the network's last layer."
+        )
 
 
 def _add_gathered(grad: Tensor, index: Tensor, grad_gathered: Tensor | None) -> Tensor:
@@ -54,9 +66,9 @@ class _LogSumExpGather(torch.autograd.Function):
     @staticmethod
     def forward(ctx, output: Tensor, index: Tensor, width: int) -> tuple[Tensor, Tensor]:
         top = output[..., :width].amax(dim=-1)
+        _refuse_nan_or_inf(torch.isnan(top) | (top == math.inf))  # amax propagates NaN
         top = torch.where(torch.isfinite(top), top, torch.zeros((), dtype=top.dtype, device=top.device))
-        weights = _shifted_exp(output, top, width)
-        total = weights.sum(dim=-1)
+        weights, total = _shifted_exp(output, top, width)
         ctx.save_for_backward(output, index, top, total)
         ctx.width = width
         ctx.weights = weights  # not save_for_backward: the backward consumes it in place
@@ -67,7 +79,7 @@ class _LogSumExpGather(torch.autograd.Function):
         output, index, top, total = ctx.saved_tensors
         grad, ctx.weights = ctx.weights, None
         if grad is None:  # the buffer went into an earlier backward of this graph
-            grad = _shifted_exp(output, top, ctx.width)
+            grad = _shifted_exp(output, top, ctx.width)[0]
         if grad_lse is None:
             grad.zero_()
         else:
@@ -75,11 +87,35 @@ class _LogSumExpGather(torch.autograd.Function):
         return _add_gathered(grad, index, grad_gathered), None, None
 
 
-def _shifted_exp(output: Tensor, top: Tensor, width: int) -> Tensor:
-    """e^{o - top} over the first width states and 0 beyond, as one new (B, L, n) tensor."""
-    weights = torch.sub(output, top[..., None])
-    weights[..., width:] = float("-inf")
-    return weights.exp_()
+def _shifted_exp(output: Tensor, top: Tensor, width: int) -> tuple[Tensor, Tensor]:
+    """(w, sum_y w_y) for w = e^{o - top} over the first width states and 0 beyond: one new (B, L, n) tensor,
+    filled block by block (`_row_blocks`) so that the subtract, the exp and the sum read a block from cache."""
+    weights = torch.empty(output.shape, dtype=output.dtype, device=output.device)
+    total = output.new_empty(output.shape[:-1])
+    for rows, out, top_rows, total_rows in _row_blocks(output, weights, top, total):
+        torch.sub(rows, top_rows[:, None], out=out)
+        out[:, width:] = float("-inf")
+        torch.sum(out.exp_(), dim=-1, out=total_rows)
+    return weights, total
+
+
+def _row_blocks(output: Tensor, *tensors: Tensor):
+    """Yield matching blocks of rows of `output` (..., n) and of tensors shaped (..., k) or (...), each block
+    _CACHE_ELEMENTS entries of output at most (at least one row), as 2-D (rows, n) / 1-D (rows,) views.
+
+    An elementwise pass over a (B, L, n) tensor that is much larger than the cache reads it from memory once per
+    operation; a loop over cache-sized blocks reads each block once from memory and then from cache for the next
+    operations (measured: benchmarks/bench_losses.py). Off the CPU the whole tensor is one block: a kernel launch
+    per block would cost more than the cache saves. The tensors other than output must be contiguous (they are
+    written through the views).
+    """
+    n = output.shape[-1]
+    flat = output.reshape(-1, n)
+    views = [t.view(-1, t.shape[-1]) if t.dim() == output.dim() else t.view(-1) for t in tensors]
+    step = max(1, _CACHE_ELEMENTS // max(n, 1)) if output.device.type == "cpu" else max(1, flat.shape[0])
+    for start in range(0, flat.shape[0], step):
+        part = slice(start, start + step)
+        yield (flat[part], *(view[part] for view in views))
 
 
 def logsumexp_statistics(output: Tensor, index: Tensor, width: int | None = None) -> LogSumExp:
@@ -108,10 +144,11 @@ class _BregmanGather(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, output: Tensor, base: Tensor, exclude: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
-        shifted, linear = _shifted_expm1(output, base, exclude)
+        shifted, total = _shifted_expm1(output, base, exclude)
+        _refuse_nan_or_inf(torch.isnan(total))  # NaN, or +inf - (+inf) from the linear part
         ctx.save_for_backward(output, base, exclude, index)
         ctx.derivative = shifted  # not save_for_backward: the backward consumes it in place
-        return shifted.sum(-1) - linear, output.gather(-1, index)
+        return total, output.gather(-1, index)
 
     @staticmethod
     def backward(ctx, grad_total: Tensor | None, grad_gathered: Tensor | None):
@@ -127,12 +164,18 @@ class _BregmanGather(torch.autograd.Function):
 
 
 def _shifted_expm1(output: Tensor, base: Tensor, exclude: Tensor) -> tuple[Tensor, Tensor]:
-    """(expm1(u), sum_y u_y) for u = o - base with u = 0 at the excluded states: one new (B, L, n) tensor and
-    its (B, L) row sums before the expm1, so that sum phi(u) = sum expm1(u) - sum u."""
-    shifted = output - base[..., None]
-    shifted.scatter_(-1, exclude, 0.0)  # phi(0) = 0: excluded states drop out exactly
-    linear = shifted.sum(-1)
-    return shifted.expm1_(), linear
+    """(expm1(u), sum_y phi(u_y)) for u = o - base with u = 0 at the excluded states: one new (B, L, n) tensor
+    and its (B, L) sums of phi(u) = expm1(u) - u, filled block by block (`_row_blocks`)."""
+    shifted = torch.empty(output.shape, dtype=output.dtype, device=output.device)
+    total = output.new_empty(output.shape[:-1])
+    exclude = exclude.contiguous()
+    for rows, out, base_rows, exclude_rows, total_rows in _row_blocks(output, shifted, base.contiguous(), exclude,
+                                                                      total):
+        torch.sub(rows, base_rows[:, None], out=out)
+        out.scatter_(-1, exclude_rows, 0.0)  # phi(0) = 0: excluded states drop out exactly
+        linear = out.sum(-1)
+        torch.sub(out.expm1_().sum(-1), linear, out=total_rows)
+    return shifted, total
 
 
 def bregman_statistics(output: Tensor, base: Tensor, exclude: Tensor, index: Tensor) -> Bregman:

@@ -31,6 +31,11 @@ class Uniform(RateMatrix):
         """True: every clean token plays the same role."""
         return True
 
+    @property
+    def score_entropy_checks_values(self) -> bool:
+        """True: the closed-form score entropy reads log_score through ctmc.row_reductions (RateMatrix)."""
+        return True
+
     def matrix(self, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> Tensor:
         n = self.num_states
         return torch.full((n, n), 1.0 / n, dtype=dtype, device=device) - torch.eye(n, dtype=dtype, device=device)
@@ -112,9 +117,11 @@ class Uniform(RateMatrix):
         ordinary = torch.exp(base) * stats.total
         # y = x0 != x_t: ratio R = 1 + n / c, log R = softplus(log n - log c).
         log_big = torch.nn.functional.softplus(math.log(n) - log_c).to(log_score.dtype)
-        u = stats.gathered.squeeze(-1) - log_big
+        # Zeroed before expm1 where x_t = x0 (no special term), so that the entry at x_t (not read) cannot reach
+        # the gradient: phi(0) = 0.
+        zero = torch.zeros((), dtype=log_score.dtype, device=log_score.device)
+        u = torch.where(same, zero, stats.gathered.squeeze(-1) - log_big)
         special = torch.exp(log_big) * (torch.expm1(u) - u)
-        special = torch.where(same, torch.zeros((), dtype=log_score.dtype, device=log_score.device), special)
         return (ordinary + special) / n
 
     def d3pm_terms(

@@ -57,25 +57,30 @@ def check_time(t: Tensor, batch_size: int, device: torch.device) -> Tensor:
 
 
 def check_output(output: Tensor, leading: tuple[int, ...], width: int, kind: str, packed: bool = False) -> Tensor:
-    """output: leading + (width,) floating; no NaN and no +inf (-inf, a log of 0, is allowed). leading is
-    (B, L), or (N,) for the packed rows at the loss's output_positions (packed=True).
-
-    One max over the tensor detects both (NaN propagates through max, +inf is the max), without the (B, L, n)
-    float64 copy that a float64 sum would allocate.
-    """
+    """output: leading + (width,) floating. leading is (B, L), or (N,) for the packed rows at the loss's
+    output_positions (packed=True). The values are checked by `check_output_values`, which a loss calls only
+    when its result is not finite (a full pass over the output saved on every good call)."""
     if not isinstance(output, Tensor) or not output.is_floating_point():
         raise TypeError(f"output must be a floating tensor of {kind}, got {type(output).__name__}")
     expected = (*leading, width)
     if output.shape != expected:
         layout = "(N, n) rows at loss.output_positions(x_t)" if packed else "(B, L, n)"
         raise ValueError(f"output must have shape {layout} = {expected} ({kind}), got {tuple(output.shape)}")
+    return output
+
+
+def check_output_values(output: Tensor, kind: str) -> None:
+    """No NaN and no +inf in output (-inf, a log of 0, is allowed).
+
+    One max over the tensor detects both (NaN propagates through max, +inf is the max), without the (B, L, n)
+    float64 copy that a float64 sum would allocate.
+    """
     largest = float(output.detach().amax()) if output.numel() else 0.0
     if math.isnan(largest) or largest == math.inf:
         raise ValueError(
             f"output ({kind}) contains NaN or +inf; the network diverged or a log was taken of a negative "
             "number. Check the learning rate and the network's last layer."
         )
-    return output
 
 
 SPOT_CHECK_ROWS = 64  # sequences whose first row check_log_probs examines

@@ -47,6 +47,10 @@ class ScoreEntropy(DiffusionLoss):
         rate_matrix = self.process.rate_matrix
         return x_t == rate_matrix.mask_index if rate_matrix.score_factorises else None
 
+    def _checks_output_values(self) -> bool:
+        """The chain's closed form refuses NaN / +inf itself (`RateMatrix.score_entropy_checks_values`)."""
+        return self.process.rate_matrix.score_entropy_checks_values
+
     def _loss(self, output: Tensor, x0: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
         t64 = t.double()
         total = self.process.total(t64)

@@ -25,6 +25,32 @@ from models.presets import count_parameters, preset_arguments
 from models.trunk import TransformerTrunk, check_where
 
 
+class _ZeroAtTokens(torch.autograd.Function):
+    """rows[r, tokens[r]] = 0 in place. The gradient of the zeroed entries is 0; the backward returns the incoming
+    gradient itself when it is already 0 there (every loss in `losses` leaves the term y = x_t out, so it is),
+    and otherwise a copy with those entries zeroed. An in-place scatter's own backward always copies the
+    (rows, n) gradient: 5% of a uniform-chain training step at B = 8, L = 128, V = 50,257."""
+
+    @staticmethod
+    def forward(ctx, rows: Tensor, tokens: Tensor) -> Tensor:
+        ctx.mark_dirty(rows)
+        ctx.save_for_backward(tokens)
+        return rows.scatter_(-1, tokens[:, None], 0.0)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        (tokens,) = ctx.saved_tensors
+        if bool((grad.gather(-1, tokens[:, None]) == 0).all()):
+            return grad, None
+        return grad.scatter(-1, tokens[:, None], 0.0), None
+
+
+def zero_at_tokens(rows: Tensor, tokens: Tensor) -> Tensor:
+    """rows (R, n) float with rows[r, tokens[r]] set to 0 in place (tokens: (R,) long); differentiable, with
+    the gradient of a scatter of zeros, and no copy of the gradient when it is already 0 at those entries."""
+    return _ZeroAtTokens.apply(rows, tokens)
+
+
 class DiT(nn.Module):
     """SEDD diffusion transformer: tokens (B, L), total noise sigma-bar (B,) -> log-scores (B, L, vocab_size).
 
@@ -139,5 +165,5 @@ class DiT(nn.Module):
         if self.absorbing_parameterization:
             shift = log_expm1(sigma.to(log_score.dtype)) + math.log(self.vocab_size - 1)  # (B,)
             log_score.sub_(shift[rows.batch_index, None])
-        log_score.scatter_(-1, rows.tokens[:, None], 0.0)
+        log_score = zero_at_tokens(log_score, rows.tokens)
         return log_score if where is not None else log_score.view(*x.shape, self.vocab_size)

@@ -142,3 +142,54 @@ def test_score_entropy_gradient_matches_finite_differences(chain):
         x_t[1, :] = x0[1, :]  # both branches of the uniform ratio: x_t = x0 and x_t != x0
     output = torch.randn(3, 5, process.num_states, dtype=torch.float64, generator=g).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda out: loss(out, x0, x_t, t), (output,))
+
+
+@pytest.mark.parametrize("cache_elements", [1, 12, 1 << 18])
+def test_forward_row_blocks_give_the_unblocked_values(monkeypatch, cache_elements):
+    # Reference: the plain torch formulas (float64), with the forward's cache blocks of 1 row, 2 rows (12
+    # entries of 6 states) and the whole tensor, on a non-contiguous output (a transposed view).
+    import ctmc.row_reductions as row_reductions
+
+    monkeypatch.setattr(row_reductions, "_CACHE_ELEMENTS", cache_elements)
+    g = torch.Generator().manual_seed(7)
+    output = torch.randn(4, 3, 6, dtype=torch.float64, generator=g).transpose(0, 1).requires_grad_(True)
+    assert not output.is_contiguous()
+    index = torch.randint(0, 6, (3, 4, 2), generator=g)
+    base = torch.randn(3, 4, dtype=torch.float64, generator=g)
+    lse = logsumexp_statistics(output, index, 5)
+    torch.testing.assert_close(lse.lse, torch.logsumexp(output[..., :5], -1), rtol=1e-12, atol=1e-12)
+    bregman = bregman_statistics(output, base, index, index)
+    u = output - base[..., None]
+    keep = torch.ones_like(output, dtype=torch.bool).scatter(-1, index, False)
+    torch.testing.assert_close(bregman.total, torch.where(keep, torch.expm1(u) - u, 0.0).sum(-1), rtol=1e-12,
+                               atol=1e-12)
+    assert torch.autograd.gradcheck(lambda o: logsumexp_statistics(o, index, 5).lse, (output,))
+    assert torch.autograd.gradcheck(lambda o: bregman_statistics(o, base, index, index).total, (output,))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_reductions_refuse_nan_and_inf_they_read_and_ignore_states_they_do_not(bad):
+    # A NaN or +inf in a state the reduction reads raises (it would make the row's gradient NaN even where the
+    # loss weights the row by 0); one in a state it does not read (beyond width, an excluded state) gives the
+    # values without it and a gradient of exactly 0 there.
+    output, index, g = _inputs(11)
+    base = torch.randn(2, 4, dtype=torch.float64, generator=g)
+    exclude = torch.tensor([0, 1]).expand(2, 4, 2)
+    for column in (2, 5):
+        poisoned = output.detach().clone()
+        poisoned[1, 3, column] = bad
+        with pytest.raises(ValueError, match="NaN or \\+inf"):
+            logsumexp_statistics(poisoned, index, 6)
+        with pytest.raises(ValueError, match="NaN or \\+inf"):
+            bregman_statistics(poisoned, base, exclude, index[..., 2:])
+    clean = output.detach().clone().requires_grad_(True)
+    ids = index[..., 2:].clamp(1, 4)
+    for column, statistic in ((5, lambda o: logsumexp_statistics(o, ids, 5).lse),  # beyond width 5
+                              (0, lambda o: bregman_statistics(o, base, exclude, ids).total)):  # excluded
+        poisoned = output.detach().clone()
+        poisoned[..., column] = bad
+        poisoned.requires_grad_(True)
+        value = statistic(poisoned)
+        torch.testing.assert_close(value, statistic(clean), rtol=1e-12, atol=1e-12)
+        (grad,) = torch.autograd.grad(value.sum(), poisoned)
+        assert bool(torch.isfinite(grad).all()) and bool((grad[..., column] == 0).all())

@@ -188,3 +188,45 @@ def test_bits_and_perplexity():
         losses.bits_per_token(nats, 0)
     with pytest.raises(TypeError, match="floating"):
         losses.perplexity_bound(torch.tensor([3]), 2)
+
+
+@pytest.mark.parametrize("cls", [losses.ScoreEntropy, losses.TDCE, losses.LambdaDCE, losses.MDLMNELBO])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_nan_or_inf_output_raises_also_at_a_position_the_loss_weights_by_zero(cls, bad):
+    # The values are checked only when the loss is not finite or a row reduction refuses a row; a NaN or +inf at
+    # an unmasked position (term 0, but a NaN gradient through the row's logsumexp) must raise all the same.
+    process, x0, x_t, t = _valid()
+    loss = cls(process)
+    output = torch.log_softmax(torch.randn(2, 3, loss.output_width), -1)
+    output[1, 2, 1] = bad  # position 2 of sequence 1 is unmasked
+    assert x_t[1, 2] != process.num_states - 1
+    with pytest.raises(ValueError, match="contains NaN or \\+inf"):
+        loss(output.requires_grad_(), x0, x_t, t)
+
+
+@pytest.mark.parametrize("chain", [ctmc.Absorbing(5), ctmc.Uniform(5), ctmc.Hybrid(5, 1.0, 1.0)])
+def test_score_entropy_ignores_the_entry_it_does_not_read(chain):
+    # Score entropy leaves y = x_t out, so a NaN at x_t (e.g. a network that does not zero it) changes neither the
+    # loss nor the gradient, which is exactly 0 there (the closed forms skip their scan of the output for this).
+    # On the absorbing chain an unmasked row is read whole by the logsumexp (its term is 0): only the masked rows'
+    # mask entry is poisoned there.
+    process = ctmc.ForwardProcess(chain, ctmc.LogLinear())
+    loss = losses.ScoreEntropy(process)
+    assert process.rate_matrix.score_entropy_checks_values
+    g = torch.Generator().manual_seed(3)
+    x0 = torch.randint(0, loss.num_clean_states, (3, 6), generator=g)
+    t = torch.tensor([0.2, 0.5, 0.9], dtype=torch.float64)
+    x_t = process.sample(x0, t[:, None], generator=g)
+    assert bool((x_t == x0).any()) and bool((x_t != x0).any())
+    clean = torch.randn(3, 6, process.num_states, dtype=torch.float64, generator=g).requires_grad_()
+    poisoned = clean.detach().clone()
+    rows = x_t == chain.mask_index if chain.score_factorises else torch.ones_like(x_t, dtype=torch.bool)
+    poisoned[rows, x_t[rows]] = float("nan")
+    poisoned.requires_grad_()
+    value, expected = loss(poisoned, x0, x_t, t), loss(clean, x0, x_t, t)
+    torch.testing.assert_close(value, expected, rtol=1e-12, atol=1e-12)
+    (grad,) = torch.autograd.grad(value.sum(), poisoned)
+    (reference,) = torch.autograd.grad(expected.sum(), clean)
+    assert bool((grad[rows, x_t[rows]] == 0).all())
+    reference[rows, x_t[rows]] = 0.0
+    torch.testing.assert_close(grad, reference, rtol=1e-12, atol=1e-12)

@@ -193,3 +193,25 @@ def test_plain_model_accepts_zero_sigma() -> None:
 def test_rejects_bad_constructor_arguments(arguments: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         DiT(**arguments)
+
+
+@pytest.mark.parametrize("zero_at_tokens_already", [True, False])
+def test_zero_at_tokens_gradient_is_the_scatter_gradient_without_a_copy(zero_at_tokens_already: bool) -> None:
+    # Reference: the gradient of an out-of-place scatter of zeros. When the incoming gradient is already 0 at the
+    # tokens (every loss here), the node passes that very tensor on (same storage); otherwise it zeroes a copy.
+    from models.dit import zero_at_tokens
+
+    g = torch.Generator().manual_seed(0)
+    weight = torch.randn(7, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    tokens = torch.tensor([0, 4, 2, 2, 1, 3, 0])
+    incoming = torch.randn(7, 5, dtype=torch.float64, generator=g)
+    if zero_at_tokens_already:
+        incoming.scatter_(-1, tokens[:, None], 0.0)
+    rows = zero_at_tokens(weight * 2.0, tokens)
+    assert bool((rows.gather(-1, tokens[:, None]) == 0).all())
+    passed_on = []
+    rows.grad_fn.next_functions[0][0].register_prehook(lambda grads: passed_on.append(grads[0]))
+    rows.backward(incoming)
+    expected = torch.autograd.grad((weight * 2.0).scatter(-1, tokens[:, None], 0.0), weight, incoming)[0]
+    torch.testing.assert_close(weight.grad, expected, rtol=0, atol=0)
+    assert (passed_on[0].data_ptr() == incoming.data_ptr()) == zero_at_tokens_already
