@@ -12,8 +12,9 @@ lambda-DCE) and configs/sedd-uniform.yaml (DiT, uniform chain, geometric schedul
 128, 2 layers, 4 heads, B = 8 at L = 32 and L = 128, against the step of `models.ARTransformer` with the same
 trunk (embedding, 2 pre-LN blocks, one V-way head; its exact NLL on every position, `ARTransformer.nll`). Each
 diffusion case runs with packed outputs (the network asked only for `loss.output_positions(x_t)`: "packed"),
-with the full output ("full", `where=None`), and, given --baseline-code, the full step with the package code
-of another checkout ("baseline": e.g. the commit before this change). Every case is a fresh process with one
+with the full output ("full", `where=None`), and, given --baseline-code, the training command's step (packed
+where the loss has output positions) with the package code of another checkout ("baseline": e.g. the commit
+before a change; a checkout older than packed outputs must run as "full"). Every case is a fresh process with one
 thread and glibc's retain setting (training/allocator.py, as the training command); repeats are interleaved.
 A run times AR_STEPS steps after its warm-up and keeps their mean: the packed step's cost follows the fraction
 of masked positions, which varies from step to step with t (0.5 on average under the log-linear schedule;
@@ -212,7 +213,8 @@ def diffusion_step_times(
     rows: list[float] | None = None,
 ) -> list[float]:
     """Per-step seconds of one diffusion training step of AR_CASES[case]; variant "packed" asks the network
-    for loss.output_positions(x_t) only (where=), "full"/"baseline" for the whole output. compile_network:
+    for loss.output_positions(x_t) only (where=), "full" for the whole output, "baseline" as "packed" (the
+    caller points PYTHONPATH at another checkout). compile_network:
     nn.Module.compile() first (torch.compile's default backend); its first steps include the compilation.
     rows: if given, receives each step's fraction of the B L positions whose output was computed."""
     chain, network_name, loss_name = AR_CASES[case]
@@ -236,7 +238,7 @@ def diffusion_step_times(
         start = time.perf_counter()
         t = loss_fn.sample_time(batch, generator=generator)
         x_t = process.sample(x0, t[:, None], generator=generator)
-        where = loss_fn.output_positions(x_t) if variant == "packed" else None
+        where = loss_fn.output_positions(x_t) if variant != "full" else None
         sigma = process.total(t)
         output = network(x_t, sigma) if where is None else network(x_t, sigma, where=where)
         (loss_fn(output, x0, x_t, t).mean() / length).backward()
@@ -355,12 +357,12 @@ def main() -> None:
     parser.add_argument("--compare", choices=["ar", "lightning", "compile"], default="ar",
                         help="ar: diffusion steps against the AR step; lightning: the module against a plain loop; "
                              "compile: the sedd step eager, compiled, eager")
-    parser.add_argument("--baseline-code", help="--compare ar: also time the full step with this checkout's code")
+    parser.add_argument("--baseline-code", help="--compare ar: also time the training step with this checkout's code")
     parser.add_argument("--run-ar-case", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--full", action="store_true", help="tiny B=8 L=128, small B=8 L=1024")
     parser.add_argument("--models", nargs="+", default=["tiny", "small"], choices=sorted(QUICK))
     parser.add_argument("--repeats", type=int, default=None,
-                        help="runs per case (ar: 3, median reported; lightning: 2, the fastest reported)")
+                        help="runs per case (ar: 5, median of the runs reported; lightning: 2, the fastest reported)")
     parser.add_argument("--json", default=None, help="default benchmarks/results/train_vs_ar.json or train.json")
     parser.add_argument("--run-case", nargs=7, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -371,7 +373,7 @@ def main() -> None:
         compare_compile(12, args.json or "benchmarks/results/train_compile.json")
         return
     if args.compare == "ar":
-        compare_with_ar(args.repeats or 3, args.baseline_code, args.json or "benchmarks/results/train_vs_ar.json")
+        compare_with_ar(args.repeats or 5, args.baseline_code, args.json or "benchmarks/results/train_vs_ar.json")
         return
     args.repeats = args.repeats or 2
     args.json = args.json or "benchmarks/results/train.json"
