@@ -22,7 +22,9 @@ the "rows" column is the measured fraction), so the mean, not the median, is the
 reports the median over repeats of each run's mean, its ratio to the AR step's, the median and range of the
 per-repeat ratios (each run against the AR run of the same repeat: identical code runs in fresh processes
 differ by up to ~15% on this machine), and peak RSS over the base after the imports (the machine may be
-shared: note its load). JSON: benchmarks/results/train_vs_ar.json.
+shared: note its load). Then, per shape, every case of the current code runs in one fresh process with the
+steps interleaved round by round (`same_process_ratios`): the ratios without the process-to-process spread
+(no memory figures there). JSON: benchmarks/results/train_vs_ar.json.
 
 --compare compile: the sedd step at L = 32 (packed) eager, then with the network compiled (torch.compile,
 inductor), then eager again, in one one-thread process; JSON: benchmarks/results/train_compile.json.
@@ -67,6 +69,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -206,17 +209,17 @@ AR_CASES = {  # name: (chain, network, loss); the configs' networks with hidden 
     "uniform": ("uniform", "DiT", "ScoreEntropy"),
 }
 AR_STEPS = {"L32": (2, 16), "L128": (2, 10)}  # (warm-up, timed) steps per run
+SAME_PROCESS_ROUNDS = {"L32": 24, "L128": 12}  # timed rounds of every case after 2 warm-up rounds
 
 
-def diffusion_step_times(
-    case: str, variant: str, batch: int, length: int, total_steps: int, compile_network: bool = False,
-    rows: list[float] | None = None,
-) -> list[float]:
-    """Per-step seconds of one diffusion training step of AR_CASES[case]; variant "packed" asks the network
-    for loss.output_positions(x_t) only (where=), "full" for the whole output, "baseline" as "packed" (the
-    caller points PYTHONPATH at another checkout). compile_network:
-    nn.Module.compile() first (torch.compile's default backend); its first steps include the compilation.
-    rows: if given, receives each step's fraction of the B L positions whose output was computed."""
+def diffusion_step(
+    case: str, variant: str, batch: int, length: int, compile_network: bool = False
+) -> Callable[[], float]:
+    """One diffusion training step of AR_CASES[case] as a function (t and x_t drawn, forward, loss, backward,
+    fused AdamW step) that returns the fraction of the B L positions whose output it computed. variant "packed"
+    asks the network for loss.output_positions(x_t) only (where=), "full" for the whole output, "baseline" as
+    "packed" (the caller points PYTHONPATH at another checkout). compile_network: nn.Module.compile() first
+    (torch.compile's default backend); the first steps then include the compilation."""
     chain, network_name, loss_name = AR_CASES[case]
     if chain == "absorbing":
         process = ctmc.ForwardProcess(ctmc.Absorbing(VOCAB), ctmc.LogLinear())
@@ -233,9 +236,8 @@ def diffusion_step_times(
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-4, fused=True)
     x0 = torch.randint(0, VOCAB, (batch, length), generator=torch.Generator().manual_seed(0))
     generator = torch.Generator().manual_seed(1)
-    times = []
-    for _ in range(total_steps):
-        start = time.perf_counter()
+
+    def step() -> float:
         t = loss_fn.sample_time(batch, generator=generator)
         x_t = process.sample(x0, t[:, None], generator=generator)
         where = loss_fn.output_positions(x_t) if variant != "full" else None
@@ -244,25 +246,72 @@ def diffusion_step_times(
         (loss_fn(output, x0, x_t, t).mean() / length).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        times.append(time.perf_counter() - start)
-        if rows is not None:
-            rows.append(1.0 if where is None else float(where.float().mean()))
-    return times
+        return 1.0 if where is None else float(where.float().mean())
+
+    return step
 
 
-def ar_step_times(batch: int, length: int, total_steps: int) -> list[float]:
-    """Per-step seconds of the AR step: ARTransformer (hidden 128, 2 layers, 4 heads) NLL of every token."""
+def ar_step(batch: int, length: int) -> Callable[[], float]:
+    """The AR step as a function: ARTransformer (hidden 128, 2 layers, 4 heads), exact NLL of every token,
+    backward, fused AdamW step. Returns 1.0 (every position's output is computed)."""
     network = models.ARTransformer(VOCAB, hidden_size=128, num_layers=2, num_heads=4, max_length=length)
     optimizer = torch.optim.AdamW(network.parameters(), lr=1e-4, fused=True)
     x0 = torch.randint(0, VOCAB, (batch, length), generator=torch.Generator().manual_seed(0))
-    times = []
-    for _ in range(total_steps):
-        start = time.perf_counter()
+
+    def step() -> float:
         (network.nll(x0).mean() / length).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        return 1.0
+
+    return step
+
+
+def timed(step: Callable[[], float], total_steps: int, rows: list[float] | None = None) -> list[float]:
+    """Seconds of each of total_steps calls of step; rows, if given, receives what each call returns."""
+    times = []
+    for _ in range(total_steps):
+        start = time.perf_counter()
+        fraction = step()
         times.append(time.perf_counter() - start)
+        if rows is not None:
+            rows.append(fraction)
     return times
+
+
+def diffusion_step_times(
+    case: str, variant: str, batch: int, length: int, total_steps: int, compile_network: bool = False,
+    rows: list[float] | None = None,
+) -> list[float]:
+    """Per-step seconds of `diffusion_step`; rows, if given, receives each step's fraction of computed rows."""
+    return timed(diffusion_step(case, variant, batch, length, compile_network), total_steps, rows)
+
+
+def ar_step_times(batch: int, length: int, total_steps: int) -> list[float]:
+    """Per-step seconds of `ar_step`."""
+    return timed(ar_step(batch, length), total_steps)
+
+
+def same_process_ratios(shape: str, rounds: int) -> dict:
+    """Every case of the --compare ar plan for one shape in this (one-thread) process, steps interleaved round
+    by round (AR, sedd packed, ...), so that they share the process's memory state and any slow phase of the
+    machine. Returns {"case variant": {"mean_step_s", "ratio_to_ar", "rows_fraction"}}; the first 2 rounds
+    are warm-up."""
+    torch.set_num_threads(1)
+    batch, length = AR_SHAPES[shape]
+    plan = {"ar full": ar_step(batch, length)}
+    for case in AR_CASES:
+        for variant in ("packed", "full"):
+            if not (case == "uniform" and variant == "packed"):
+                plan[f"{case} {variant}"] = diffusion_step(case, variant, batch, length)
+    times: dict[str, list[float]] = {name: [] for name in plan}
+    rows: dict[str, list[float]] = {name: [] for name in plan}
+    for _ in range(rounds + 2):
+        for name, step in plan.items():
+            times[name] += timed(step, 1, rows[name])
+    ar = statistics.mean(times["ar full"][2:])
+    return {name: {"mean_step_s": statistics.mean(t[2:]), "ratio_to_ar": statistics.mean(t[2:]) / ar,
+                   "rows_fraction": statistics.mean(rows[name][2:])} for name, t in times.items()}
 
 
 def run_ar_case(case: str, variant: str, shape: str) -> dict:
@@ -324,12 +373,24 @@ def compare_with_ar(repeats: int, baseline_code: str | None, json_path: str) -> 
               f"{row['rows_fraction']:>6.2f}{1e3 * row['mean_step_s']:>9.1f}{row['ratio_to_ar']:>7.2f}"
               f"{statistics.median(paired):>12.2f} ({min(paired):.2f}-{max(paired):.2f})"
               f"{row['peak_over_base_mib']:>20.0f}")
+    same_process = {}
+    for shape in AR_SHAPES:  # the current code only, every case in one fresh process per shape
+        done = subprocess.run([sys.executable, script, "--run-same-process", shape], capture_output=True, text=True,
+                              env={**env, "PYTHONPATH": here}, cwd=here)
+        if done.returncode != 0:
+            raise RuntimeError(f"same-process {shape} failed: {done.stderr.strip()[-500:]}")
+        same_process[shape] = json.loads(done.stdout.strip().splitlines()[-1])
+        load.append(os.getloadavg()[0])
+    print("the same, every case in one process per shape, steps interleaved (mean step, x AR):")
+    for shape, cases in same_process.items():
+        print(f"  {shape}: " + ", ".join(f"{name} {1e3 * c['mean_step_s']:.0f} ms {c['ratio_to_ar']:.2f}x"
+                                          for name, c in cases.items()))
     print(f"load average (1 min) during the run: min {min(load):.1f}, median {statistics.median(load):.1f}, "
           f"max {max(load):.1f} on {os.cpu_count()} cores")
     path = Path(json_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     summary = {"vocab": VOCAB, "repeats": repeats, "baseline_code": baseline_code, "threads": 1,
-               "load_average": load, "rows": rows}
+               "load_average": load, "rows": rows, "same_process": same_process}
     path.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {path}")
 
@@ -359,6 +420,7 @@ def main() -> None:
                              "compile: the sedd step eager, compiled, eager")
     parser.add_argument("--baseline-code", help="--compare ar: also time the training step with this checkout's code")
     parser.add_argument("--run-ar-case", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--run-same-process", help=argparse.SUPPRESS)
     parser.add_argument("--full", action="store_true", help="tiny B=8 L=128, small B=8 L=1024")
     parser.add_argument("--models", nargs="+", default=["tiny", "small"], choices=sorted(QUICK))
     parser.add_argument("--repeats", type=int, default=None,
@@ -368,6 +430,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.run_ar_case:
         print(json.dumps(run_ar_case(*args.run_ar_case)))
+        return
+    if args.run_same_process:
+        print(json.dumps(same_process_ratios(args.run_same_process, SAME_PROCESS_ROUNDS[args.run_same_process])))
         return
     if args.compare == "compile":
         compare_compile(12, args.json or "benchmarks/results/train_compile.json")
