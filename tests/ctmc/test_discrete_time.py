@@ -70,7 +70,9 @@ def test_step_and_cumulative_matrices_equal_d3pm(rate_matrix, betas):
 def test_posterior_equals_bayes_rule_by_enumeration(rate_matrix, betas, data):
     """posterior(x_i, x0, i) vs q(x_{i-1} = a | x_i = b, x0) = joint[x0, a, b] / sum_a joint[x0, a, b], with
     joint[x0, a, b] = Q-bar_{i-1}[x0, a] Q_i[a, b] enumerated in numpy; every (x0, b) of positive probability.
-    x0 given as ids and as one-hot probabilities (which must agree), float64 at 1e-12."""
+    x0 given as ids and as one-hot probabilities (which must agree), float64 at 1e-12 + 1e-15 / p(x0, b): the
+    posterior of a rare pair divides by its small probability p(x0, b), which scales the round-off of the matrix
+    entries (~1e-16 absolute) by 1 / p."""
     n = rate_matrix.num_states
     chain = ctmc.DiscreteTimeChain(rate_matrix, torch.tensor(betas, dtype=torch.float64))
     steps, cumulative = reference_matrices(rate_matrix, betas)
@@ -79,10 +81,11 @@ def test_posterior_equals_bayes_rule_by_enumeration(rate_matrix, betas, data):
     x0, b = np.nonzero(joint.sum(axis=1) > 1e-300)
     expected = joint[x0, :, b] / joint[x0, :, b].sum(axis=1, keepdims=True)
     x0_ids, b_ids = torch.from_numpy(x0), torch.from_numpy(b)
-    got = chain.posterior(b_ids, x0_ids, i)
-    np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=1e-12)
+    tolerance = 1e-12 + 1e-15 / joint[x0, :, b].sum(axis=1, keepdims=True)
     one_hot = torch.nn.functional.one_hot(x0_ids, n).double()
-    np.testing.assert_allclose(chain.posterior(b_ids, one_hot, i).numpy(), expected, rtol=0, atol=1e-12)
+    for got in (chain.posterior(b_ids, x0_ids, i), chain.posterior(b_ids, one_hot, i)):
+        error = np.abs(got.numpy() - expected)
+        assert (error <= tolerance).all(), f"max error {error.max():.3g} beyond tolerance {tolerance.min():.3g}"
 
 
 @given(CHAINS, BETAS, st.integers(0, 2**32 - 1), st.data())
