@@ -489,12 +489,21 @@ def log_step_memory(batch: int = 4, length: int = 1024, vocab: int = 50_257) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["packed"], default=None,
-                        help="run only one section: 'packed' (full outputs vs packed rows, ~10 minutes)")
+    parser.add_argument("--only", choices=["packed", "first-hitting"], default=None,
+                        help="run only one section: 'packed' (full outputs vs packed rows, ~10 minutes) or "
+                             "'first-hitting' (NFE = L against L one-row network calls at L = 128 and 1,024, "
+                             "~2 minutes)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
+    if args.only == "first-hitting":
+        process = ctmc.ForwardProcess(ctmc.Absorbing(50_257), ctmc.LogLinear())
+        rows = [row for length in (128, 1024) for row in first_hitting_cost(
+            process, tiny_networks(50_257, length), batch=1, length=length, vocab=50_257, run_sampler=True)]
+        (out / "samplers_first_hitting.json").write_text(json.dumps(rows, indent=2))
+        print(f"\nwrote {out / 'samplers_first_hitting.json'}")
+        return
     memory = log_step_memory()
     everything = ["euler", "tau-leaping", "tweedie", "trapezoidal", "rk2", "remdm", "first-hitting K"]
     plan = {128: (8, everything), 1024: (4, ["euler", "remdm", "first-hitting K"])}
