@@ -105,7 +105,7 @@ def _row_blocks(output: Tensor, *tensors: Tensor):
 
     An elementwise pass over a (B, L, n) tensor that is much larger than the cache reads it from memory once per
     operation; a loop over cache-sized blocks reads each block once from memory and then from cache for the next
-    operations (measured: benchmarks/bench_losses.py). Off the CPU the whole tensor is one block: a kernel launch
+    operations (docs/training.md, "Step cost"). Off the CPU the whole tensor is one block: a kernel launch
     per block would cost more than the cache saves. The tensors other than output must be contiguous (they are
     written through the views).
     """
