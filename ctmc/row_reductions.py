@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 _BLOCK_ELEMENTS = 1 << 20  # entries per row block in a backward pass: 1M (4 MiB in float32)
-_CACHE_ELEMENTS = 1 << 18  # entries per row block of a forward pass that should stay in cache: 1 MiB in float32
+_CACHE_ELEMENTS = 1 << 18  # entries per thread in a forward row block kept in cache: 1 MiB in float32
 
 
 def _refuse_nan_or_inf(bad: Tensor) -> None:
@@ -101,18 +101,22 @@ def _shifted_exp(output: Tensor, top: Tensor, width: int) -> tuple[Tensor, Tenso
 
 def _row_blocks(output: Tensor, *tensors: Tensor):
     """Yield matching blocks of rows of `output` (..., n) and of tensors shaped (..., k) or (...), each block
-    _CACHE_ELEMENTS entries of output at most (at least one row), as 2-D (rows, n) / 1-D (rows,) views.
+    _CACHE_ELEMENTS entries of output per thread at most (at least one row), as 2-D (rows, n) / 1-D (rows,) views.
 
     An elementwise pass over a (B, L, n) tensor that is much larger than the cache reads it from memory once per
     operation; a loop over cache-sized blocks reads each block once from memory and then from cache for the next
-    operations (docs/training.md, "Step cost"). Off the CPU the whole tensor is one block: a kernel launch
-    per block would cost more than the cache saves. The tensors other than output must be contiguous (they are
+    operations (docs/training.md, "Step cost"). A block holds _CACHE_ELEMENTS entries per torch thread, since
+    each operation splits it among the threads. Off the CPU the whole tensor is one block: a kernel launch per
+    block would cost more than the cache saves. The tensors other than output must be contiguous (they are
     written through the views).
     """
     n = output.shape[-1]
     flat = output.reshape(-1, n)
     views = [t.view(-1, t.shape[-1]) if t.dim() == output.dim() else t.view(-1) for t in tensors]
-    step = max(1, _CACHE_ELEMENTS // max(n, 1)) if output.device.type == "cpu" else max(1, flat.shape[0])
+    if output.device.type == "cpu":  # each thread's share of a block is about _CACHE_ELEMENTS entries
+        step = max(1, _CACHE_ELEMENTS * torch.get_num_threads() // max(n, 1))
+    else:
+        step = max(1, flat.shape[0])
     for start in range(0, flat.shape[0], step):
         part = slice(start, start + step)
         yield (flat[part], *(view[part] for view in views))
@@ -190,8 +194,8 @@ def _expm1_(u: Tensor, scratch: Tensor) -> Tensor:
     The identity has no cancellation anywhere (1 + e^u >= 1, and tanh is accurate near 0), so it is as exact as
     torch.expm1: within 1.1 ulp in float32 over u in [-100, 88] against float64 (torch.expm1: 0.8 ulp). It gives
     exactly 0 at u = 0, -1 at -inf, inf on overflow, NaN at NaN. On the CPU, torch's tanh and exp are vectorised
-    while its expm1 is not: four passes over a block in cache take 0.7x the time of the one expm1 pass (float32,
-    V = 50,257; measured by a side-by-side micro-benchmark).
+    while its expm1 is not: four passes over a block in cache take about 0.7x the time of the one expm1 pass
+    (float32, V = 50,257, one thread; docs/training.md, "Step cost").
     """
     torch.mul(u, 0.5, out=scratch).tanh_()
     return torch.addcmul(scratch, scratch, u.exp_(), out=u)
