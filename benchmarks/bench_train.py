@@ -15,7 +15,7 @@ diffusion case runs with packed outputs (the network asked only for `loss.output
 with the full output ("full", `where=None`), and, given --baseline-code, the training command's step (packed
 where the loss has output positions) with the package code of another checkout ("baseline": e.g. the commit
 before a change; a checkout older than packed outputs must run as "full"). Every case is a fresh process with one
-thread and glibc's retain setting (training/allocator.py, as the training command); repeats are interleaved.
+torch thread (--threads N for N) and glibc's retain setting (training/allocator.py, as the training command); repeats are interleaved.
 A run times AR_STEPS steps after its warm-up and keeps their mean: the packed step's cost follows the fraction
 of masked positions, which varies from step to step with t (0.5 on average under the log-linear schedule;
 the "rows" column is the measured fraction), so the mean, not the median, is the cost of training. The table
@@ -297,7 +297,7 @@ def same_process_ratios(shape: str, rounds: int) -> dict:
     by round (AR, sedd packed, ...), so that they share the process's memory state and any slow phase of the
     machine. Returns {"case variant": {"mean_step_s", "ratio_to_ar", "rows_fraction"}}; the first 2 rounds
     are warm-up."""
-    torch.set_num_threads(1)
+    torch.set_num_threads(case_threads())
     batch, length = AR_SHAPES[shape]
     plan = {"ar full": ar_step(batch, length)}
     for case in AR_CASES:
@@ -314,9 +314,14 @@ def same_process_ratios(shape: str, rounds: int) -> dict:
                    "rows_fraction": statistics.mean(rows[name][2:])} for name, t in times.items()}
 
 
+def case_threads() -> int:
+    """torch threads of a --compare ar case process: OMP_NUM_THREADS, which compare_with_ar sets (--threads)."""
+    return int(os.environ.get("OMP_NUM_THREADS", "1"))
+
+
 def run_ar_case(case: str, variant: str, shape: str) -> dict:
-    """One --compare ar measurement, in this (fresh, one-thread) process."""
-    torch.set_num_threads(1)
+    """One --compare ar measurement, in this (fresh) process."""
+    torch.set_num_threads(case_threads())
     batch, length = AR_SHAPES[shape]
     warmup, steps = AR_STEPS[shape]
     base_kib = status_kib("VmRSS")
@@ -331,14 +336,14 @@ def run_ar_case(case: str, variant: str, shape: str) -> dict:
             "peak_over_base_mib": (status_kib("VmHWM") - base_kib) / 1024}
 
 
-def compare_with_ar(repeats: int, baseline_code: str | None, json_path: str) -> None:
+def compare_with_ar(repeats: int, baseline_code: str | None, json_path: str, threads: int = 1) -> None:
     """Run every (case, variant, shape) `repeats` times, interleaved, and print the table against AR."""
     variants = ["packed", "full"] + (["baseline"] if baseline_code else [])
     plan = [("ar", "full")] + [(case, v) for case in AR_CASES for v in variants
                                if not (case == "uniform" and v == "packed")]  # uniform: nothing to pack
     script = str(Path(__file__).resolve())
     here = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, **RETAIN, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, **RETAIN, "OMP_NUM_THREADS": str(threads)}
     runs: dict[tuple[str, str, str], list[dict]] = {}
     load = []
     for repeat in range(repeats):
@@ -389,7 +394,7 @@ def compare_with_ar(repeats: int, baseline_code: str | None, json_path: str) -> 
           f"max {max(load):.1f} on {os.cpu_count()} cores")
     path = Path(json_path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    summary = {"vocab": VOCAB, "repeats": repeats, "baseline_code": baseline_code, "threads": 1,
+    summary = {"vocab": VOCAB, "repeats": repeats, "baseline_code": baseline_code, "threads": threads,
                "load_average": load, "rows": rows, "same_process": same_process}
     path.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {path}")
@@ -419,6 +424,8 @@ def main() -> None:
                         help="ar: diffusion steps against the AR step; lightning: the module against a plain loop; "
                              "compile: the sedd step eager, compiled, eager")
     parser.add_argument("--baseline-code", help="--compare ar: also time the training step with this checkout's code")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="--compare ar: torch threads per case (default 1, as the issue's measurements)")
     parser.add_argument("--run-ar-case", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--run-same-process", help=argparse.SUPPRESS)
     parser.add_argument("--full", action="store_true", help="tiny B=8 L=128, small B=8 L=1024")
@@ -438,7 +445,8 @@ def main() -> None:
         compare_compile(12, args.json or "benchmarks/results/train_compile.json")
         return
     if args.compare == "ar":
-        compare_with_ar(args.repeats or 5, args.baseline_code, args.json or "benchmarks/results/train_vs_ar.json")
+        compare_with_ar(args.repeats or 5, args.baseline_code, args.json or "benchmarks/results/train_vs_ar.json",
+                        args.threads)
         return
     args.repeats = args.repeats or 2
     args.json = args.json or "benchmarks/results/train.json"
