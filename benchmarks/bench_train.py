@@ -15,7 +15,8 @@ diffusion case runs with packed outputs (the network asked only for `loss.output
 with the full output ("full", `where=None`), and, given --baseline-code, the training command's step (packed
 where the loss has output positions) with the package code of another checkout ("baseline": e.g. the commit
 before a change; a checkout older than packed outputs must run as "full"). Every case is a fresh process with one
-torch thread (--threads N for N) and glibc's retain setting (training/allocator.py, as the training command); repeats are interleaved.
+torch thread (--threads N for N) and glibc's retain setting (training/allocator.py, as the training command);
+repeats are interleaved.
 A run times AR_STEPS steps after its warm-up and keeps their mean: the packed step's cost follows the fraction
 of masked positions, which varies from step to step with t (0.5 on average under the log-linear schedule;
 the "rows" column is the measured fraction), so the mean, not the median, is the cost of training. The table
