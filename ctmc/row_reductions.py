@@ -172,18 +172,17 @@ def _shifted_expm1(output: Tensor, base: Tensor, exclude: Tensor) -> tuple[Tenso
     and its (B, L) sums of phi(u) = expm1(u) - u, filled block by block (`_row_blocks`)."""
     shifted = torch.empty(output.shape, dtype=output.dtype, device=output.device)
     total = output.new_empty(output.shape[:-1])
-    exclude = exclude.contiguous()
-    scratch = None
-    for rows, out, base_rows, exclude_rows, total_rows in _row_blocks(output, shifted, base.contiguous(), exclude,
-                                                                      total):
+    blocks = _row_blocks(output, shifted, base.contiguous(), exclude.contiguous(), total)
+    scratch = None  # the CPU expm1 form's block buffer, allocated with the first block
+    for rows, out, base_rows, exclude_rows, total_rows in blocks:
         torch.sub(rows, base_rows[:, None], out=out)
         out.scatter_(-1, exclude_rows, 0.0)  # phi(0) = 0: excluded states drop out exactly
         linear = out.sum(-1)
-        if out.device.type == "cpu":
+        if output.device.type != "cpu":
+            out.expm1_()
+        else:
             scratch = torch.empty_like(out) if scratch is None else scratch
             _expm1_(out, scratch[: out.shape[0]])
-        else:
-            out.expm1_()
         torch.sub(out.sum(-1), linear, out=total_rows)
     return shifted, total
 

@@ -19,6 +19,24 @@ def _inputs(seed, n=6, k=3):
     return output, index, g
 
 
+def _assert_retained_backwards_match(statistic, expected, output, index, g):
+    """statistic: (value, gathered) of a row reduction of `output`; expected: its plain-torch value. Reference:
+    autograd through expected and gather (float64). The first backward rescales the forward's buffer in place; a
+    second backward through the retained graph recomputes it: both must agree with the reference."""
+    grad_value = torch.randn(expected.shape, dtype=torch.float64, generator=g)
+    grad_gathered = torch.randn(index.shape, dtype=torch.float64, generator=g)
+    reference = torch.autograd.grad(
+        (expected * grad_value).sum() + (output.gather(-1, index) * grad_gathered).sum(), output
+    )[0]
+    value, gathered = statistic
+    torch.testing.assert_close(value, expected, rtol=1e-12, atol=1e-12)
+    objective = (value * grad_value).sum() + (gathered * grad_gathered).sum()
+    first = torch.autograd.grad(objective, output, retain_graph=True)[0]
+    second = torch.autograd.grad(objective, output)[0]
+    torch.testing.assert_close(first, reference, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(second, reference, rtol=1e-12, atol=1e-12)
+
+
 @given(seed=st.integers(0, 10_000), width=st.integers(1, 6))
 def test_logsumexp_statistics_values_and_gradients(seed, width):
     # Reference: torch.logsumexp and gather (values, exact to 1e-12); gradcheck (finite differences).
@@ -36,19 +54,8 @@ def test_logsumexp_statistics_gradient_buffer_matches_torch_logsumexp(width):
     output, index, g = _inputs(3)
     output.data[1, 2, :] = float("-inf")  # a row of zeros in probability: lse = -inf, no gradient there
     output.data[1, 2, 0] = 0.5
-    grad_lse = torch.randn(2, 4, dtype=torch.float64, generator=g)
-    grad_gathered = torch.randn(2, 4, 3, dtype=torch.float64, generator=g)
     expected_lse = torch.logsumexp(output[..., :width], -1)
-    reference = torch.autograd.grad(
-        (expected_lse * grad_lse).sum() + (output.gather(-1, index) * grad_gathered).sum(), output
-    )[0]
-    stats = logsumexp_statistics(output, index, width)
-    torch.testing.assert_close(stats.lse, expected_lse, rtol=1e-12, atol=1e-12)
-    objective = (stats.lse * grad_lse).sum() + (stats.gathered * grad_gathered).sum()
-    first = torch.autograd.grad(objective, output, retain_graph=True)[0]
-    second = torch.autograd.grad(objective, output)[0]
-    torch.testing.assert_close(first, reference, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(second, reference, rtol=1e-12, atol=1e-12)
+    _assert_retained_backwards_match(logsumexp_statistics(output, index, width), expected_lse, output, index, g)
     fresh = output.detach().clone().requires_grad_()
     assert torch.autograd.gradcheck(lambda o: logsumexp_statistics(o, index, width).lse, (fresh,))
 
@@ -76,20 +83,10 @@ def test_bregman_statistics_gradient_buffer_matches_plain_autograd():
     base = torch.randn(2, 4, dtype=torch.float64, generator=g)
     exclude = torch.randint(0, 6, (2, 4, 2), generator=g)
     keep = torch.ones_like(output, dtype=torch.bool).scatter_(-1, exclude, False)
-    grad_total = torch.randn(2, 4, dtype=torch.float64, generator=g)
-    grad_gathered = torch.randn(2, 4, 3, dtype=torch.float64, generator=g)
     u = output - base[..., None]
     expected_total = torch.where(keep, torch.expm1(u) - u, torch.zeros_like(u)).sum(-1)
-    reference = torch.autograd.grad(
-        (expected_total * grad_total).sum() + (output.gather(-1, index) * grad_gathered).sum(), output
-    )[0]
-    stats = bregman_statistics(output, base, exclude, index)
-    torch.testing.assert_close(stats.total, expected_total, rtol=1e-12, atol=1e-12)
-    objective = (stats.total * grad_total).sum() + (stats.gathered * grad_gathered).sum()
-    first = torch.autograd.grad(objective, output, retain_graph=True)[0]
-    second = torch.autograd.grad(objective, output)[0]
-    torch.testing.assert_close(first, reference, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(second, reference, rtol=1e-12, atol=1e-12)
+    _assert_retained_backwards_match(bregman_statistics(output, base, exclude, index), expected_total, output, index,
+                                     g)
 
 
 @given(seed=st.integers(0, 10_000), log_scale=st.floats(-5.0, 30.0))
