@@ -30,25 +30,15 @@ class Absorbing(RateMatrix):
         """The vocabulary: a clean token is never the mask."""
         return self.vocab_size
 
-    @property
-    def exchangeable(self) -> bool:
-        """True: every clean token plays the same role."""
-        return True
+    exchangeable = True  # every clean token plays the same role
 
     @property
     def mask_index(self) -> int:
         """The index of the [MASK] state: `vocab_size`, the last state."""
         return self.vocab_size
 
-    @property
-    def score_factorises(self) -> bool:
-        """True: at a masked position s_y = p(x0^i = y | x_t) / expm1(sigma-bar) (RADD, Ou et al. 2024)."""
-        return True
-
-    @property
-    def score_entropy_checks_values(self) -> bool:
-        """True: the closed-form score entropy reads log_score through ctmc.row_reductions (RateMatrix)."""
-        return True
+    score_factorises = True  # s_y = p(x0^i = y | x_t) / expm1(sigma-bar) at a mask (RADD)
+    score_entropy_checks_values = True  # its closed form reads log_score through ctmc.row_reductions
 
     def matrix(self, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> Tensor:
         n, mask = self.num_states, self.mask_index

@@ -33,10 +33,7 @@ class BirthDeath(RateMatrix):
         self.num_states = num_states
         self.rate = float(rate)
 
-    @property
-    def ordinal(self) -> bool:
-        """True: the states are ordered values."""
-        return True
+    ordinal = True  # the states are ordered values
 
     # ---- the eigenbasis ------------------------------------------------------------------------------------
     def eigenvalues(self, device: torch.device | str | None = None) -> Tensor:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ctmc._checks import broadcast_time, check_states
+from ctmc.checks import broadcast_time, check_int, check_states
 from ctmc.forward_process import ForwardProcess
 from ctmc.rate_matrix import RateMatrix
 from ctmc.schedules import PiecewiseLinear
@@ -47,8 +47,7 @@ class DiscreteTimeChain:
     def from_process(cls, process: ForwardProcess, num_steps: int) -> DiscreteTimeChain:
         """The T-step chain of a continuous process: step i covers [(i - 1) / T, i / T], so that
         tau-bar_i = total(i / T) and beta_i = 1 - exp(-(total(i / T) - total((i - 1) / T)))."""
-        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
-            raise ValueError(f"num_steps must be an int >= 1, got {num_steps!r}")
+        check_int("num_steps", num_steps, 1)
         totals = process.total(torch.arange(num_steps + 1, dtype=torch.float64) / num_steps)
         return cls(process.rate_matrix, -torch.expm1(-(totals[1:] - totals[:-1])))
 

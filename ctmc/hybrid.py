@@ -45,15 +45,8 @@ class Hybrid(RateMatrix):
         """The vocabulary: a clean token is never the mask."""
         return self.vocab_size
 
-    @property
-    def exchangeable(self) -> bool:
-        """True: every clean token plays the same role."""
-        return True
-
-    @property
-    def score_entropy_checks_values(self) -> bool:
-        """True: the closed-form score entropy reads log_score through ctmc.row_reductions (RateMatrix)."""
-        return True
+    exchangeable = True  # every clean token plays the same role
+    score_entropy_checks_values = True  # its closed form reads log_score through ctmc.row_reductions
 
     @property
     def mask_index(self) -> int:

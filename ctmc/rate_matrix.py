@@ -14,8 +14,8 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor
 
-from ctmc._checks import as_time, broadcast_time, check_distribution, check_states
 from ctmc.categorical import sample_categorical
+from ctmc.checks import as_time, broadcast_time, check_distribution, check_states
 from ctmc.row_reductions import logsumexp_statistics
 
 
@@ -119,30 +119,20 @@ class RateMatrix(ABC):
         """The index of the absorbing [MASK] state (the last state), or None for a chain without one."""
         return None
 
-    @property
-    def ordinal(self) -> bool:
-        """Whether the states are ordered values (a jump y - x has a size: tau-leaping may sum jumps)."""
-        return False
-
-    @property
-    def exchangeable(self) -> bool:
-        """Whether Q is unchanged by every permutation of the clean states (Uniform, Absorbing, Hybrid): then a
-        per-token statistic such as KL(P(t)[x, :] || pi) is the same for every clean x and one row gives all."""
-        return False
-
-    @property
-    def score_factorises(self) -> bool:
-        """Whether the concrete score at a masked position is 1 / expm1(sigma-bar) times the clean-data
-        conditional p(x0^i = y | x_t) (RADD, Ou et al. 2024), so that a time-independent denoiser defines the
-        score. True only for the pure absorbing chain."""
-        return False
-
-    @property
-    def score_entropy_checks_values(self) -> bool:
-        """Whether `score_entropy` refuses (ValueError) a NaN or +inf in every entry of log_score that it reads and
-        gives an exact 0 gradient to every entry that it does not (the closed forms built on ctmc.row_reductions:
-        Absorbing, Uniform, Hybrid). A loss then need not scan the whole output for such values first."""
-        return False
+    # ---- capability flags: constant facts of a chain class, read by losses and samplers ----------------------
+    ordinal: bool = False
+    """Whether the states are ordered values (a jump y - x has a size: tau-leaping may sum jumps)."""
+    exchangeable: bool = False
+    """Whether Q is unchanged by every permutation of the clean states (Uniform, Absorbing, Hybrid): then a
+    per-token statistic such as KL(P(t)[x, :] || pi) is the same for every clean x and one row gives all."""
+    score_factorises: bool = False
+    """Whether the concrete score at a masked position is 1 / expm1(sigma-bar) times the clean-data conditional
+    p(x0^i = y | x_t) (RADD, Ou et al. 2024), so that a time-independent denoiser defines the score. True only for
+    the pure absorbing chain."""
+    score_entropy_checks_values: bool = False
+    """Whether `score_entropy` refuses (ValueError) a NaN or +inf in every entry of log_score that it reads and
+    gives an exact 0 gradient to every entry that it does not (the closed forms built on ctmc.row_reductions:
+    Absorbing, Uniform, Hybrid). A loss then need not scan the whole output for such values first."""
 
     # ---- the generator and the transition ------------------------------------------------------------------
     @abstractmethod

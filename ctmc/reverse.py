@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ctmc._checks import as_time, broadcast_time, check_states
+from ctmc.checks import as_time, broadcast_time, check_states
 from ctmc.rate_matrix import RateMatrix
 
 

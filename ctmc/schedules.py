@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor
 
-from ctmc._checks import as_time
+from ctmc.checks import as_time
 
 
 class NoiseSchedule(ABC):

@@ -26,15 +26,8 @@ class Uniform(RateMatrix):
             raise ValueError(f"num_states must be an int >= 2, got {num_states!r}")
         self.num_states = num_states
 
-    @property
-    def exchangeable(self) -> bool:
-        """True: every clean token plays the same role."""
-        return True
-
-    @property
-    def score_entropy_checks_values(self) -> bool:
-        """True: the closed-form score entropy reads log_score through ctmc.row_reductions (RateMatrix)."""
-        return True
+    exchangeable = True  # every clean token plays the same role
+    score_entropy_checks_values = True  # its closed form reads log_score through ctmc.row_reductions
 
     def matrix(self, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> Tensor:
         n = self.num_states

@@ -23,6 +23,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from ctmc.checks import check_int
 from losses._validation import check_log_probs, check_tokens
 
 Denoiser = Callable[[Tensor], Tensor]
@@ -86,10 +87,8 @@ def any_order_log_likelihood(
                 "vocab_size is needed (the mask id is V = vocab_size): pass vocab_size=V, or a denoiser with a "
                 "vocab_size attribute such as models.RADDDenoiser"
             )
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
-        raise ValueError(f"vocab_size must be an int >= 1 (clean tokens, mask excluded), got {vocab_size!r}")
-    if isinstance(steps_per_call, bool) or not isinstance(steps_per_call, int) or steps_per_call < 1:
-        raise ValueError(f"steps_per_call must be an int >= 1, got {steps_per_call!r}")
+    check_int("vocab_size", vocab_size, 1, "count the clean tokens, mask excluded")
+    check_int("steps_per_call", steps_per_call, 1)
     x0 = check_tokens(x0, vocab_size, "x0", what="clean token ids (the mask is not a data token)")
     batch, length = x0.shape
     order = _check_order(order, x0.shape, x0.device)

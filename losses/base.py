@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 import ctmc
+from ctmc.checks import check_int
 from losses._validation import check_output, check_output_values, check_pair, check_time
 
 
@@ -26,8 +27,7 @@ def uniform_draws(batch_size: int, generator: torch.Generator | None = None, ant
     The stratified draws cover [0, 1) evenly (one per interval [b / B, (b + 1) / B)), so an average over them has
     the same expectation and a lower variance. Shared by every loss's time (or step) sampler.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    check_int("batch_size", batch_size, 1)
     if antithetic:
         shift = torch.rand((), dtype=torch.float64, generator=generator)
         return (shift + torch.arange(batch_size, dtype=torch.float64)) / batch_size

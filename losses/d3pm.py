@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 import ctmc
+from ctmc.checks import check_int
 from losses._validation import check_finite_loss
 from losses.base import DiffusionLoss, uniform_draws
 
@@ -45,8 +46,7 @@ class D3PMLoss(DiffusionLoss):
 
     def __init__(self, process: ctmc.ForwardProcess, num_steps: int = 1000, hybrid_weight: float = 0.01) -> None:
         super().__init__(process)
-        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
-            raise ValueError(f"num_steps must be an int >= 1 (D3PM uses 1000), got {num_steps!r}")
+        check_int("num_steps", num_steps, 1, "D3PM uses 1000")
         if isinstance(hybrid_weight, bool) or not isinstance(hybrid_weight, (int, float)) or hybrid_weight < 0:
             raise ValueError(f"hybrid_weight must be a number >= 0 (D3PM uses 0.01), got {hybrid_weight!r}")
         self.chain = ctmc.DiscreteTimeChain.from_process(process, num_steps)

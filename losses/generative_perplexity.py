@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
+from ctmc.checks import check_int
 from losses._validation import INTEGER_DTYPES
 from samplers.metrics import unigram_entropy
 
@@ -48,9 +49,7 @@ def _judge_attribute(judge: Judge, given: int | None, name: str) -> int:
     value = given if given is not None else getattr(judge, name, None)
     if value is None:
         raise ValueError(f"{name} of the judge is unknown: pass {name}=..., or a judge with a {name} attribute")
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return value
+    return check_int(name, value, 1)
 
 
 def generative_perplexity(
@@ -74,8 +73,7 @@ def generative_perplexity(
         raise ValueError("judge is in training mode (dropout would randomise the scores); call judge.eval() first")
     vocab_size = _judge_attribute(judge, vocab_size, "vocab_size")
     max_length = _judge_attribute(judge, max_length, "max_length")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    check_int("batch_size", batch_size, 1)
     if not isinstance(samples, Tensor) or samples.dtype not in INTEGER_DTYPES or samples.dim() != 2:
         raise TypeError(
             f"samples must be an integer tensor of token ids of shape (N, L), got {getattr(samples, 'shape', samples)}"

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ctmc.checks import check_int
 from ctmc.noise_ratio import log_expm1
 from models.noise_embedding import NoiseEmbedding
 from models.presets import count_parameters, preset_arguments
@@ -77,8 +78,7 @@ class DiT(nn.Module):
         local_mixing: int = 0,
     ) -> None:
         super().__init__()
-        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 2:
-            raise ValueError(f"vocab_size must be an int >= 2 (all states, mask included), got {vocab_size!r}")
+        check_int("vocab_size", vocab_size, 2, "count all states, mask included")
         self.vocab_size = vocab_size
         self.max_length = max_length  # longest accepted input
         self.absorbing_parameterization = absorbing_parameterization

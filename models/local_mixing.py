@@ -16,6 +16,8 @@ leave the unigram level within the main job's budget with it and not without).
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ctmc.checks import check_int
+
 
 class LocalMixing(nn.Module):
     """h (B, L, H) -> h + depthwise_conv_k(h) along L (module doc); causal=True looks only backwards.
@@ -26,8 +28,7 @@ class LocalMixing(nn.Module):
 
     def __init__(self, hidden_size: int, kernel_size: int, causal: bool = False) -> None:
         super().__init__()
-        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
-            raise ValueError(f"local_mixing kernel size must be an int >= 1 (0 disables it), got {kernel_size!r}")
+        check_int("local_mixing kernel size", kernel_size, 1, "0 disables local mixing in the trunk")
         self.kernel_size = kernel_size
         self.causal = causal
         self.conv = nn.Conv1d(hidden_size, hidden_size, kernel_size, groups=hidden_size, bias=False)

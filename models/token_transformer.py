@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor, nn
 
+from ctmc.checks import check_int
 from models.presets import count_parameters, preset_arguments
 from models.trunk import TransformerTrunk
 
@@ -40,10 +41,7 @@ class TokenTransformer(nn.Module):
         local_mixing: int = 0,
     ) -> None:
         super().__init__()
-        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
-            raise ValueError(
-                f"vocab_size must be an int >= 1 (data tokens, {self.extra_state} excluded), got {vocab_size!r}"
-            )
+        check_int("vocab_size", vocab_size, 1, f"count the data tokens, {self.extra_state} excluded")
         self.vocab_size = vocab_size
         self.max_length = max_length  # longest accepted input
         self.trunk = TransformerTrunk(

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ctmc.checks import check_int
 from models.block import FinalNorm, TransformerBlock
 from models.local_mixing import LocalMixing
 from models.rotary import rotary_rotation
@@ -37,11 +38,6 @@ def check_where(where: Tensor | None, shape: torch.Size) -> None:
         raise TypeError(f"where must be None or a (B, L) bool tensor of the positions to output, got {kind}")
     if where.shape != shape:
         raise ValueError(f"where must have the shape of x, {tuple(shape)}, got {tuple(where.shape)}")
-
-
-def _check_positive_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 class TransformerTrunk(nn.Module):
@@ -77,9 +73,9 @@ class TransformerTrunk(nn.Module):
             ("max_length", max_length),
             ("mlp_ratio", mlp_ratio),
         ]:
-            _check_positive_int(name, value)
+            check_int(name, value, 1)
         if cond_dim is not None:
-            _check_positive_int("cond_dim", cond_dim)
+            check_int("cond_dim", cond_dim, 1)
         if hidden_size % num_heads or (hidden_size // num_heads) % 2:
             raise ValueError(
                 f"hidden_size ({hidden_size}) must be num_heads ({num_heads}) times an even head size "
@@ -87,8 +83,7 @@ class TransformerTrunk(nn.Module):
             )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        if isinstance(local_mixing, bool) or not isinstance(local_mixing, int) or local_mixing < 0:
-            raise ValueError(f"local_mixing must be an int >= 0 (a kernel size; 0 disables it), got {local_mixing!r}")
+        check_int("local_mixing", local_mixing, 0, "it is a kernel size; 0 disables it")
         if output_size > num_states:
             raise ValueError(f"output_size ({output_size}) cannot exceed num_states ({num_states})")
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from ctmc.checks import check_int
 from samplers.base import SamplingResult
 from samplers.decoding import Decoding
 
@@ -36,10 +37,8 @@ def ancestral_sample(
     prefix: None or (k,) / (batch_size, k) long token ids kept verbatim in front, k <= length (k = length
     returns the prefix with no call). decoding: None samples the model's law exactly.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-        raise ValueError(f"length must be an int >= 1, got {length!r}")
+    check_int("batch_size", batch_size, 1)
+    check_int("length", length, 1)
     decoding = decoding or Decoding()
     if prefix is None:
         tokens = torch.zeros(batch_size, 0, dtype=torch.long, device=device)

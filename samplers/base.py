@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 import ctmc
+from ctmc.checks import check_int
 from samplers.analytic import analytic_jumps
 from samplers.decoding import Decoding
 from samplers.jumps import apply_jumps
@@ -123,12 +124,6 @@ class _Evaluator:
         return output
 
 
-def _check_int(value: object, name: str, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
-
-
 class Sampler:
     """Reverse-time sampler of a `ctmc.ForwardProcess` (time 1 = noise down to eps, then optional denoising).
 
@@ -181,7 +176,7 @@ class Sampler:
     @staticmethod
     def _make_times(steps: int | None, eps: float, times: Sequence[float] | Tensor | None) -> Tensor:
         if times is None:
-            _check_int(steps, "steps", 1)
+            check_int("steps", steps, 1)
             return torch.linspace(1.0, eps, steps + 1, dtype=torch.float64)
         grid = torch.as_tensor(times, dtype=torch.float64).flatten()
         if grid.numel() < 2 or not bool((grid[1:] < grid[:-1]).all()) or grid[0] > 1 or grid[-1] <= 0:
@@ -272,8 +267,8 @@ class Sampler:
         """
         model = as_model(model)
         self.check_model(model)
-        _check_int(batch_size, "batch_size", 1)
-        _check_int(length, "length", 1)
+        check_int("batch_size", batch_size, 1)
+        check_int("length", length, 1)
         if device is None:
             device = generator.device if generator is not None else torch.device("cpu")
         device = torch.device(device)

@@ -1,13 +1,24 @@
-"""Boundary checks shared by the public functions of `ctmc`.
+"""Argument checks at the boundaries of the toolkit: the one module every package validates its inputs with.
 
 Each check raises a `TypeError` or `ValueError` whose message names the argument, the rule it broke and
-how to fix it. Inner loops trust their inputs; only public entry points call these.
+how to fix it. Inner loops trust their inputs; only public entry points (constructors, public functions,
+commands) call these. It lives in `ctmc`, the bottom package, so that every other package can use it.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+
+def check_int(name: str, value: object, minimum: int, fix: str = "") -> int:
+    """Return `value` if it is an int (not a bool) >= minimum, else raise ValueError naming `name`.
+
+    fix: what to do instead, appended to the message after "; " (e.g. "use 0 to load in the main process").
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}" + (f"; {fix}" if fix else ""))
+    return value
 
 
 def as_time(t: Tensor | float, name: str = "t", *, upper: float | None = None) -> Tensor:
