@@ -26,27 +26,28 @@ from pathlib import Path
 
 import torch
 
-from training.data import TextDataModule
-from training.elbo import ratio_estimate, sequence_negative_elbo
-from training.module import unigram_log_probs
-from training.restore import load_trained
+import losses
+from data import unigram_log_probs
+from evaluation.bounds import ratio_estimate, sequence_negative_elbo
+from evaluation.restore import TrainedModel, load_trained
+from evaluation.training_data import training_data
 
 
-def draws(module, x0: torch.Tensor, count: int, seed: int, estimator, batch: int = 8) -> torch.Tensor:
+def draws(trained: TrainedModel, x0: torch.Tensor, count: int, seed: int, estimator, batch: int = 8) -> torch.Tensor:
     """(B, count) nats per sequence and draw with `estimator` (None: today's time estimator)."""
     rows = []
     with torch.no_grad():
         for start in range(0, x0.shape[0], batch):
             rows.append(sequence_negative_elbo(
-                module.process, module.loss, module.loss.sample_time, module.ema, x0[start : start + batch],
+                trained.process, trained.loss, trained.loss.sample_time, trained.network, x0[start : start + batch],
                 count, seed, estimator=estimator,
             ).double())
     return torch.cat(rows)
 
 
-def replicate_variance(module, x0: torch.Tensor, replicates: int, estimator) -> torch.Tensor:
+def replicate_variance(trained: TrainedModel, x0: torch.Tensor, replicates: int, estimator) -> torch.Tensor:
     """(B,) variance over `replicates` independently seeded single draws of each block."""
-    values = torch.stack([draws(module, x0, 1, 1000 + r, estimator)[:, 0] for r in range(replicates)], dim=1)
+    values = torch.stack([draws(trained, x0, 1, 1000 + r, estimator)[:, 0] for r in range(replicates)], dim=1)
     return values.var(dim=1)
 
 
@@ -61,29 +62,28 @@ def main() -> None:
     arguments = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     trained = load_trained(arguments.ckpt_path)
-    module = trained.module
-    data = TextDataModule(seq_len=trained.seq_len, tokenizer=trained.tokenizer_name)
-    x0 = torch.stack([data.val_dataset[i] for i in range(arguments.blocks)])
+    data = training_data(trained)
+    x0 = torch.stack([data.validation[i] for i in range(arguments.blocks)])
     tokens = torch.full((x0.shape[0],), float(x0.shape[1]), dtype=torch.float64)
-    counts = module.val_estimator or module._estimator("masked_count", "val_estimator")
+    counts = trained.estimator or losses.estimator_for("masked_count", trained.process, "val_estimator")
     ln2 = math.log(2.0)
     result = {"checkpoint": arguments.ckpt_path, "blocks": x0.shape[0], "seq_len": x0.shape[1]}
 
     start = time.perf_counter()
     if arguments.replicates > 1:
-        variance_time = replicate_variance(module, x0, arguments.replicates, None)
-        variance_count = replicate_variance(module, x0, arguments.replicates, counts)
+        variance_time = replicate_variance(trained, x0, arguments.replicates, None)
+        variance_count = replicate_variance(trained, x0, arguments.replicates, counts)
         result["mean_block_variance_time_nats2"] = float(variance_time.mean())
         result["mean_block_variance_count_nats2"] = float(variance_count.mean())
         result["variance_ratio"] = float(variance_time.mean() / variance_count.mean())
         result["median_block_variance_ratio"] = float((variance_time / variance_count).median())
 
-    estimate = draws(module, x0, arguments.draws, module.seed, counts).mean(dim=1)
+    estimate = draws(trained, x0, arguments.draws, trained.seed, counts).mean(dim=1)
     series = [("count", estimate)]
     if arguments.reference_times > 0:
-        reference = draws(module, x0, arguments.reference_times, 7, None).mean(dim=1)
-        series += [("reference_time", reference), ("time_k1", draws(module, x0, 1, module.seed, None).mean(dim=1))]
-    unigram = unigram_log_probs(data.train_dataset, data.vocab_size)
+        reference = draws(trained, x0, arguments.reference_times, 7, None).mean(dim=1)
+        series += [("reference_time", reference), ("time_k1", draws(trained, x0, 1, trained.seed, None).mean(dim=1))]
+    unigram = unigram_log_probs(data.train, data.vocab_size)
     series.append(("unigram", -unigram[x0].sum(-1)))
     for name, values in series:
         ratio = ratio_estimate(values, tokens)

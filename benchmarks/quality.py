@@ -17,15 +17,16 @@ Run (from the repository root; docs/results.md gives the measured tables and the
    optimisation, checkpoints), and validation and sampling are timed below, once per model.
 2. Validation, on the same blocks for every model: the first `--val_blocks` validation blocks of the data
    split the checkpoints were trained on (training.evaluate.validation_blocks; 512 = the 64 x 8 blocks that
-   sedd.yaml and ar.yaml validate on). Per sequence, training.evaluate.sequence_nats: the AR model's exact
+   sedd.yaml and ar.yaml validate on). Per sequence, evaluation.likelihood.sequence_nats: the AR model's exact
    -log p(x); for a diffusion model the negative-ELBO estimate with its `val_time_samples` draws plus the t = 1
    prior term (an upper bound on -log p(x)). bits/token = sum n_i / sum L_i / ln 2 with the ratio-estimator SE
    (training.elbo.ratio_estimate). The gap to AR is the perplexity ratio exp(R_model - R_AR), its SE from the
    paired per-sequence differences (same blocks, so the spread between blocks cancels). RADD: also the exact
-   fixed-order likelihood (losses.any_order_log_likelihood through training.evaluate.fixed_order_nats) over
+   fixed-order likelihood (losses.any_order_log_likelihood through evaluation.likelihood.fixed_order_nats) over
    `--orders` random orders on the first `--order_blocks` blocks, beside the bound on those same blocks.
 3. Samples. For every diffusion model and sampler (below) and every NFE budget in `--nfe`,
-   training.judge.draw_samples draws `--num_samples` sequences of seq_len tokens and training.judge.judge_tokens
+   evaluation.generation.draw_samples draws `--num_samples` sequences of seq_len tokens and
+   evaluation.judge.judge_tokens
    scores them under the AR model (the judge): gen-PPL with its delta-method SE over samples, the unigram
    entropy of the samples, the measured NFE (row-evaluations / batch: RADD's per-row cache can make it less
    than the budget) and the wall time per sample. References: the AR model's own ancestral samples (NFE = L;
@@ -63,12 +64,13 @@ import torch
 
 import models
 import samplers
-from training.base_module import unigram_log_probs
-from training.elbo import ratio_estimate
-from training.evaluate import fixed_order_nats, prior_nats, sequence_nats, training_data, validation_blocks
-from training.judge import check_same_tokenizer, draw_samples, judge_tokens
-from training.restore import TrainedModel, load_trained
-from training.sample import Samples, format_samples
+from data import unigram_log_probs
+from evaluation.bounds import ratio_estimate
+from evaluation.generation import Samples, draw_samples, format_samples
+from evaluation.judge import check_same_tokenizer, judge_tokens
+from evaluation.likelihood import fixed_order_nats, sequence_nats, total_prior_nats
+from evaluation.restore import TrainedModel, load_trained
+from evaluation.training_data import training_data, validation_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {  # name -> config as committed; the first is the judge
@@ -221,7 +223,7 @@ def validate(name: str, trained: TrainedModel, blocks: torch.Tensor, arguments: 
     """Bits/token of `trained` on `blocks` (N, L) and the per-sequence nats (N,) (module docstring, step 2)."""
     start = time.perf_counter()
     diffusion = trained.kind == "diffusion"
-    draws = trained.module.val_time_samples if diffusion else 1
+    draws = trained.time_samples
     nats = sequence_nats(trained, blocks, draws, arguments.seed, arguments.batch)
     lengths = torch.full_like(nats, float(blocks.shape[1]))
     estimate = ratio_estimate(nats, lengths)
@@ -230,8 +232,8 @@ def validate(name: str, trained: TrainedModel, blocks: torch.Tensor, arguments: 
         what="negative ELBO + prior term (upper bound)" if diffusion else "exact NLL",
         blocks=blocks.shape[0], seq_len=blocks.shape[1], bits_per_token=estimate.value / LN2,
         bits_per_token_se=(estimate.standard_error or math.nan) / LN2, perplexity=math.exp(estimate.value),
-        prior_nats_per_token=prior_nats(trained, blocks) / float(lengths.sum()),
-        time_samples=draws if diffusion else None, parameters=models.count_parameters(trained.module.network),
+        prior_nats_per_token=total_prior_nats(trained, blocks) / float(lengths.sum()),
+        time_samples=draws if diffusion else None, parameters=models.count_parameters(trained.network),
     )
     if name in arguments.order_models and arguments.orders > 0:
         result.fixed_order = fixed_order(trained, blocks[: arguments.order_blocks], nats[: arguments.order_blocks],
@@ -274,7 +276,7 @@ def add_gaps(validation: dict[str, Validation], nats: dict[str, torch.Tensor]) -
 def sampler_plan(trained: TrainedModel, budgets: list[int], length: int, names: list[str] | None) -> list[
         tuple[str, int, int | None]]:
     """(sampler, NFE budget, steps) for every applicable sampler and budget (module docstring, step 3)."""
-    absorbing = trained.module.process.rate_matrix.score_factorises
+    absorbing = trained.process.rate_matrix.score_factorises
     plan, seen = [], set()
     for sampler in SAMPLERS_ABSORBING if absorbing else SAMPLERS_ANY_CHAIN:
         if names is not None and sampler not in names:
@@ -539,10 +541,10 @@ def run(arguments: argparse.Namespace, command: str) -> Report:
     loaded = {name: load_trained(training.checkpoint, None, arguments.device) for name, training
               in report.training.items()}
     data = {name: training_data(training.checkpoint) for name, training in report.training.items()}
-    check_same_data(loaded, {name: dict(module.hparams) for name, module in data.items()})
-    blocks = validation_blocks(data[JUDGE], min(arguments.val_blocks, len(data[JUDGE].val_dataset)))
+    check_same_data(loaded, {name: trained.data for name, trained in loaded.items()})
+    blocks = validation_blocks(data[JUDGE], min(arguments.val_blocks, len(data[JUDGE].validation)))
     length = blocks.shape[1]
-    unigram = unigram_log_probs(data[JUDGE].train_dataset, loaded[JUDGE].module.vocab_size)
+    unigram = unigram_log_probs(data[JUDGE].train, loaded[JUDGE].vocab_size)
     report.settings.update(val_blocks=blocks.shape[0], seq_len=length, length=length,
                            unigram_bits_per_token=float(-unigram[blocks].sum()) / blocks.numel() / LN2,
                            num_samples=arguments.num_samples, nfe=arguments.nfe, orders=arguments.orders,

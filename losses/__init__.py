@@ -7,7 +7,6 @@
 - `bits_per_token`, `perplexity_bound`: evaluation units from a loss in nats.
 - `PriorKL`, `forward_prior`: the t = 1 prior term that makes the ELBO a true bound.
 - `any_order_log_likelihood`, `denoiser_from_score_network`: exact fixed-order likelihood (absorbing chain).
-- `generative_perplexity`: gen-PPL of samples under an autoregressive judge, with its standard error.
 - `MaskedCountEstimator`: low-variance importance sampler of (t, x_t) over the masked count (absorbing chain).
 
 Every `forward(output, x0, x_t, t)` returns a (B,) per-sequence loss in nats whose expectation under
@@ -19,19 +18,18 @@ from ctmc.radd import denoiser_to_score, score_to_denoiser
 from losses.any_order import any_order_log_likelihood, denoiser_from_score_network
 from losses.base import DiffusionLoss
 from losses.d3pm import D3PMLoss
-from losses.estimators import MaskedCountEstimator, NoiseDraw, stratified_counts
-from losses.generative_perplexity import GenerativePerplexity, generative_perplexity
+from losses.estimators import ESTIMATORS, MaskedCountEstimator, NoiseDraw, estimator_for, stratified_counts
 from losses.masked_denoising import MDLMNELBO, TDCE, LambdaDCE, MaskedDenoisingLoss
 from losses.metrics import bits_per_token, perplexity_bound
 from losses.prior import PriorKL, forward_prior
 from losses.score_entropy import ScoreEntropy, bregman_phi
 
 __all__ = [
+    "ESTIMATORS",
     "MDLMNELBO",
     "TDCE",
     "D3PMLoss",
     "DiffusionLoss",
-    "GenerativePerplexity",
     "LambdaDCE",
     "MaskedCountEstimator",
     "MaskedDenoisingLoss",
@@ -43,8 +41,8 @@ __all__ = [
     "bregman_phi",
     "denoiser_from_score_network",
     "denoiser_to_score",
+    "estimator_for",
     "forward_prior",
-    "generative_perplexity",
     "log_expm1",
     "log_mask_ratio",
     "perplexity_bound",

@@ -56,6 +56,11 @@ class DiffusionLoss(nn.Module):
             )
         self.process = process
 
+    def network_input_states(self) -> int:
+        """The argument a network of this loss is built with: the V clean tokens for a time-independent denoiser
+        (models.RADDDenoiser adds its mask state itself), else every state of the chain (models.DiT)."""
+        return self.process.rate_matrix.num_clean_states if self.time_independent else self.process.num_states
+
     @property
     def num_states(self) -> int:
         """n, the number of states per token of the forward process."""

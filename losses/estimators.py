@@ -175,3 +175,23 @@ class MaskedCountEstimator:
         tail = binomial_upper_tail(length, torch.tensor(self.lambda_max(), dtype=torch.float64), counts.cpu())
         ratio = self.masked_fraction(t64) / self.masked_fraction_rate(t64)
         return time_density(t64) * ratio * length * tail / counts.cpu().double()
+
+
+ESTIMATORS = ("auto", "time", "masked_count")  # the choices of `estimator_for`
+
+
+def estimator_for(choice: str, process: ctmc.ForwardProcess, name: str = "estimator") -> MaskedCountEstimator | None:
+    """The noise estimator a training or validation run asks for by name: "masked_count" (the absorbing chain
+    only), "auto" (masked_count on the absorbing chain, else stratified times) or "time"; None means stratified
+    times. name: the option, for the one-line error."""
+    if choice not in ESTIMATORS:
+        raise ValueError(f"model.{name} must be one of {', '.join(ESTIMATORS)}, got {choice!r}")
+    absorbing = process.rate_matrix.score_factorises  # the pure absorbing chain
+    if choice == "masked_count" and not absorbing:
+        raise ValueError(
+            f"model.{name}=masked_count needs the absorbing chain (ctmc.Absorbing), got "
+            f"{type(process.rate_matrix).__name__}; use {name}=time"
+        )
+    if choice == "masked_count" or (choice == "auto" and absorbing):
+        return MaskedCountEstimator(process)
+    return None

@@ -16,7 +16,7 @@ from samplers.decoding import Decoding
 from samplers.euler import EulerSampler
 from samplers.first_hitting import FirstHittingSampler
 from samplers.metrics import unigram_entropy
-from samplers.models import ConcreteScore, Denoiser, ModelOutput, as_model
+from samplers.models import ConcreteScore, Denoiser, ModelOutput, as_model, network_model
 from samplers.remasking import ReMDMSampler
 from samplers.tau_leaping import TauLeapingSampler
 from samplers.trapezoidal import RK2Sampler, TrapezoidalSampler
@@ -38,5 +38,6 @@ __all__ = [
     "TweedieSampler",
     "ancestral_sample",
     "as_model",
+    "network_model",
     "unigram_entropy",
 ]

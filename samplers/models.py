@@ -26,6 +26,7 @@ and `ctmc.denoiser_to_score` builds the full concrete score from a denoiser with
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -90,6 +91,30 @@ class Denoiser:
 
 
 Model = ConcreteScore | Denoiser
+
+
+def network_model(network: Callable[..., Tensor], output_kind: str) -> Model:
+    """A network of this toolkit wrapped for the samplers by what its loss trained it to output.
+
+    network: called as network(x, total) or, when its forward takes `where`, network(x, total, where=where)
+    (packed rows; models.DiT, models.RADDDenoiser). output_kind: "log_score" (a concrete-score network read at
+    the total noise sigma-bar: `ConcreteScore(log=True)`) or "log_probs" (a clean-token denoiser:
+    `Denoiser(log=True)`; `total` is passed and ignored).
+    """
+    forward = getattr(network, "forward", network)
+    positions = "where" in inspect.signature(forward).parameters
+
+    def call(x: Tensor, total: Tensor | None = None, where: Tensor | None = None) -> Tensor:
+        return network(x, total) if where is None else network(x, total, where=where)
+
+    if output_kind == "log_score":
+        return ConcreteScore(call, log=True, positions=positions)
+    if output_kind == "log_probs":
+        return Denoiser(call, log=True, positions=positions)
+    raise ValueError(
+        f"output_kind {output_kind!r}: no sampler takes this output; the samplers take concrete scores (log_score) "
+        "and clean-token denoisers (log_probs)"
+    )
 
 
 def as_model(model: object) -> Model:

@@ -1,8 +1,8 @@
-"""`python -m training ...` is the `lightning` command (training.cli.console)."""
+"""`python -m training ...` is the `lightning` command (cli.main.console)."""
 
 import sys
 
-from training.cli import console
+from cli.main import console
 
 if __name__ == "__main__":
     sys.exit(console())

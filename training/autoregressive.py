@@ -23,39 +23,22 @@ from torch import Tensor, nn
 import models
 import samplers
 from training.base_module import TrainingModule
-from training.lr_schedule import Decay
 
 
 class ARModule(TrainingModule):
     """Train `network(vocab_size)` on the next-token cross-entropy (its `nll(x) -> (B,)` nats).
 
     network: vocab_size -> a module with forward(x (B, L) long) -> (B, L, V) log p(x_l | x_<l), nll(x) -> (B,)
-        and next_token_log_probs(prefix (B, k)) -> (B, V), e.g. models.ARTransformer. The other arguments
-        are the shared path's (training.base_module.TrainingModule; the same defaults as DiffusionModule).
+        and next_token_log_probs(prefix (B, k)) -> (B, V), e.g. models.ARTransformer.
+    shared: the arguments of the shared training path (training.base_module.TrainingModule), declared there once.
     """
 
     KIND = "autoregressive"
 
     def __init__(
-        self,
-        vocab_size: int,
-        network: Callable[[int], nn.Module] = models.ARTransformer,
-        lr: float = 3e-4,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        warmup_steps: int = 2500,
-        decay: Decay = "cosine",
-        min_lr_ratio: float = 0.0,
-        ema_decay: float = 0.9999,
-        seed: int = 0,
-        unigram_output_bias: bool = False,
+        self, vocab_size: int, network: Callable[[int], nn.Module] = models.ARTransformer, **shared: Any
     ) -> None:
-        super().__init__(
-            vocab_size, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, warmup_steps=warmup_steps,
-            decay=decay, min_lr_ratio=min_lr_ratio, ema_decay=ema_decay, seed=seed,
-            unigram_output_bias=unigram_output_bias,
-        )
+        super().__init__(vocab_size, **shared)
         built = network(vocab_size)
         for method in ("nll", "next_token_log_probs"):
             if not callable(getattr(built, method, None)):

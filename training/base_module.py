@@ -31,30 +31,15 @@ import torchmetrics
 from torch import Tensor, nn
 
 import losses
-from training.elbo import ratio_estimate
+from ctmc.checks import check_int
+from data import unigram_log_probs
+from evaluation.bounds import ratio_estimate
+from evaluation.restore import network_max_length
+from models.native import CONFIG_KEY, record_of
 from training.ema import frozen_copy, update_average
 from training.lr_schedule import Decay, warmup_decay
 
-CONFIG_KEY = "ctmc_training"  # checkpoint entry: {"vocab_size": int, "kind": str, "config": YAML of model and data}
-UNIGRAM_PSEUDO_COUNT = 0.5  # add-1/2 (Krichevsky-Trofimov) smoothing of the unigram reference's counts
 FUSED_ADAMW_DEVICES = ("cpu", "cuda", "mps", "xpu")  # device types with torch's fused AdamW kernel (torch >= 2.4)
-
-
-def unigram_log_probs(dataset: Any, vocab_size: int, pseudo_count: float = UNIGRAM_PSEUDO_COUNT) -> Tensor:
-    """(V,) float64 log-probabilities of the add-`pseudo_count` unigram model of a dataset of (L,) token blocks."""
-    counts = torch.zeros(vocab_size, dtype=torch.float64)
-    for index in range(len(dataset)):
-        counts += torch.bincount(dataset[index].flatten(), minlength=vocab_size).double()
-    return torch.log((counts + pseudo_count) / (counts.sum() + pseudo_count * vocab_size))
-
-
-def _max_length(network: nn.Module) -> int | None:
-    """The longest sequence the network accepts (its or its trunk's `max_length`), None if it declares none."""
-    for owner in (network, getattr(network, "trunk", None)):
-        value = getattr(owner, "max_length", None)
-        if isinstance(value, int):
-            return value
-    return None
 
 
 def fused_adamw_supported(parameters: list[Tensor]) -> bool:
@@ -94,14 +79,12 @@ class TrainingModule(pl.LightningModule):
         unigram_output_bias: bool = False,
     ) -> None:
         super().__init__()
-        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
-            raise ValueError(f"model.vocab_size must be an int >= 1, got {vocab_size!r}; link it from the data")
+        check_int("model.vocab_size", vocab_size, 1, "link it from the data")
         if not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"model.ema_decay must lie in [0, 1), got {ema_decay!r}; SEDD uses 0.9999")
         if not lr > 0.0:
             raise ValueError(f"model.lr must be > 0, got {lr!r}")
-        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
-            raise ValueError(f"model.warmup_steps must be an int >= 0, got {warmup_steps!r}")
+        check_int("model.warmup_steps", warmup_steps, 0)
         if decay not in ("cosine", "linear", "constant"):
             raise ValueError(f"model.decay must be 'cosine', 'linear' or 'constant', got {decay!r}")
         self.vocab_size = vocab_size
@@ -136,7 +119,7 @@ class TrainingModule(pl.LightningModule):
                 f"the data's tokenizer has vocab_size {vocab_size} but the model was built for {self.vocab_size}; "
                 "use the tokenizer the model was trained with (data.tokenizer)"
             )
-        max_length = _max_length(self.network)
+        max_length = network_max_length(self.network)
         if max_length is not None and seq_len > max_length:
             raise ValueError(
                 f"data.seq_len={seq_len} is larger than the network's max_length={max_length}; "
@@ -146,7 +129,7 @@ class TrainingModule(pl.LightningModule):
     @property
     def max_length(self) -> int | None:
         """The longest sequence the network accepts (None if it declares none)."""
-        return _max_length(self.network)
+        return network_max_length(self.network)
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -240,28 +223,7 @@ class TrainingModule(pl.LightningModule):
         checkpoint[CONFIG_KEY] = {"vocab_size": self.vocab_size, "kind": self.KIND, "config": self.run_config}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        stored = checkpoint.get(CONFIG_KEY, {})
-        if stored.get("vocab_size", self.vocab_size) != self.vocab_size:
-            raise ValueError(
-                f"the checkpoint was trained with vocab_size {stored['vocab_size']}, this run has "
-                f"{self.vocab_size}; use the checkpoint's data.tokenizer"
-            )
-        kind = stored.get("kind", "diffusion")  # checkpoints written before the kind was stored: diffusion
-        if kind != self.KIND:
-            raise ValueError(
-                f"the checkpoint holds {article(kind)} {kind} model, this run trains {article(self.KIND)} {self.KIND} "
-                "model; use a config of the "
-                f"checkpoint's kind ({kind_config(kind)})"
-            )
+        """Refuse a checkpoint of another model kind or vocabulary (models.native.Checkpoint.check_fits)."""
+        record_of(checkpoint, "the checkpoint", "ckpt_path").check_fits(self.KIND, self.vocab_size, "ckpt_path")
 
     on_test_epoch_end = on_validation_epoch_end
-
-
-def article(word: str) -> str:
-    """"an" before a vowel, else "a" (for messages that name a model kind)."""
-    return "an" if word[:1].lower() in "aeiou" else "a"
-
-
-def kind_config(kind: str) -> str:
-    """The example config of a model kind, for error messages."""
-    return {"autoregressive": "configs/ar.yaml"}.get(kind, "configs/sedd.yaml")

@@ -12,16 +12,16 @@ On the absorbing chain the masked-count estimator (losses.MaskedCountEstimator, 
 `val_estimator`) replaces t ~ sample_time by importance-sampled (t, x_t) with the same expectation and
 bounded terms: nats = weight * loss(...).
 Validation estimates the negative ELBO with an exponential moving average (EMA) of the weights and
-`val_time_samples` stratified draws per sequence (training/elbo.py), plus the t = 1 prior term
+`val_time_samples` stratified draws per sequence (evaluation/bounds.py), plus the t = 1 prior term
 KL(q(x_1 | x_0) || pi^L) of each sequence (losses.PriorKL; `prior_nats`), so that the logged value is a true
 upper bound; the term's size is logged beside it (val/prior_nats_per_token). The optimiser, EMA, schedule,
 validation sums and checkpoint metadata are the shared training path's (training/base_module.py). The
 per-sequence estimates are gathered with torchmetrics (whatever the batching and the number of devices)
-into bits/token = sum nats / sum tokens / ln 2 and its standard error (training.elbo.ratio_estimate), beside
+into bits/token = sum nats / sum tokens / ln 2 and its standard error (evaluation.bounds.ratio_estimate), beside
 the cross-entropy of a unigram model of the training blocks on the same validation blocks.
 
 Randomness: the noise of a sequence at training batch k on rank r comes from generators seeded by
-(seed, k, r, hash of the sequence) (training/elbo.py seeded_noise), so it does not depend on the order of
+(seed, k, r, hash of the sequence) (evaluation/bounds.py seeded_noise), so it does not depend on the order of
 the rows in the batch, and the
 training shuffle is replayed to epoch e on resume, so that a run resumed from a checkpoint written at the
 end of an epoch's last batch (ModelCheckpoint every_n_train_steps) continues exactly as the uninterrupted run.
@@ -41,17 +41,9 @@ import ctmc
 import losses
 import models
 import samplers
-from training.base_module import (  # noqa: F401 (CONFIG_KEY, unigram_log_probs, _max_length: names kept here)
-    CONFIG_KEY,
-    UNIGRAM_PSEUDO_COUNT,
-    TrainingModule,
-    _max_length,
-    unigram_log_probs,
-)
-from training.elbo import loss_output, seeded_count_noise, seeded_noise, sequence_negative_elbo
-from training.lr_schedule import Decay
-
-ESTIMATORS = ("auto", "time", "masked_count")
+from ctmc.checks import check_int
+from evaluation.bounds import loss_output, prior_nats, seeded_count_noise, seeded_noise, sequence_negative_elbo
+from training.base_module import TrainingModule
 
 
 class DiffusionModule(TrainingModule):
@@ -65,24 +57,21 @@ class DiffusionModule(TrainingModule):
     schedule: the noise schedule; None means ctmc.LogLinear().
     loss: process -> losses.DiffusionLoss.
     sampler: process -> samplers.Sampler, for periodic samples and the `sample` command; None: Euler.
-    lr, betas, eps, weight_decay: AdamW. warmup_steps, decay, min_lr_ratio: see lr_schedule.warmup_decay;
-        decay runs until trainer.max_steps (or the estimated number of steps).
-    ema_decay: the EMA of the weights used for validation and sampling (0 disables averaging).
-    seed: seeds the training noise (with the step and rank) and the validation noise (with the sequence).
     val_time_samples: stratified draws (times, or masked counts) per validation sequence (docs/training.md,
         Estimator: the SE of the bound against blocks and draws).
     train_estimator, val_estimator: "time" (t ~ loss.sample_time), "masked_count" (losses.MaskedCountEstimator:
         the absorbing chain only) or "auto" (masked_count on the absorbing chain, else time). Training with
         masked_count stratifies the counts over the batch; all choices have the same expectation.
-    unigram_output_bias: at the start of `fit`, set the network's (and EMA's) output bias so that it starts
-        as the unigram model of the training blocks (the network's `init_output_bias`; add-1/2 counts).
     packed_outputs: ask the network only for the positions the loss reads (network(x_t, sigma, where=
-        loss.output_positions(x_t)), the masked ones on the absorbing chain; training.elbo.loss_output): the
+        loss.output_positions(x_t)), the masked ones on the absorbing chain; evaluation.bounds.loss_output): the
         same loss and gradients without the head at the other positions. False: always the full output (a
         network whose forward takes no `where`).
     compile: torch.compile the trained network (nn.Module.compile: the weights, the checkpoint keys and the EMA
         copy, which stays eager, are unchanged); true uses torch's default backend (inductor), a string names
-        another backend. Off by default: on CPU it did not pay (docs/training.md, torch.compile).
+        another backend. Off by default: on CPU it did not pay (docs/experiments.md).
+    shared: the arguments of the shared training path (training.base_module.TrainingModule: lr, betas, eps,
+        weight_decay, warmup_steps, decay, min_lr_ratio, ema_decay, seed, unigram_output_bias), declared there
+        once; LightningCLI lists them under `model` as if they were written here (--print_config).
     """
 
     KIND = "diffusion"
@@ -95,37 +84,20 @@ class DiffusionModule(TrainingModule):
         schedule: ctmc.NoiseSchedule | None = None,
         loss: Callable[[ctmc.ForwardProcess], losses.DiffusionLoss] = losses.ScoreEntropy,
         sampler: Callable[[ctmc.ForwardProcess], samplers.Sampler] | None = None,
-        lr: float = 3e-4,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        warmup_steps: int = 2500,
-        decay: Decay = "cosine",
-        min_lr_ratio: float = 0.0,
-        ema_decay: float = 0.9999,
-        seed: int = 0,
         val_time_samples: int = 8,
         train_estimator: str = "auto",
         val_estimator: str = "auto",
-        unigram_output_bias: bool = False,
         packed_outputs: bool = True,
         compile: bool | str = False,
+        **shared: Any,
     ) -> None:
-        super().__init__(
-            vocab_size, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, warmup_steps=warmup_steps,
-            decay=decay, min_lr_ratio=min_lr_ratio, ema_decay=ema_decay, seed=seed,
-            unigram_output_bias=unigram_output_bias,
-        )
-        if isinstance(val_time_samples, bool) or not isinstance(val_time_samples, int) or val_time_samples < 1:
-            raise ValueError(f"model.val_time_samples must be an int >= 1, got {val_time_samples!r}")
-        for name, value in (("train_estimator", train_estimator), ("val_estimator", val_estimator)):
-            if value not in ESTIMATORS:
-                raise ValueError(f"model.{name} must be one of {', '.join(ESTIMATORS)}, got {value!r}")
+        super().__init__(vocab_size, **shared)
+        check_int("model.val_time_samples", val_time_samples, 1)
         self.process = ctmc.ForwardProcess(rate_matrix(vocab_size), schedule or ctmc.LogLinear())
         self.loss = loss(self.process)
         if not isinstance(self.loss, losses.DiffusionLoss):
             raise TypeError(f"model.loss must build a losses.DiffusionLoss, got {type(self.loss).__name__}")
-        self.set_network(network(vocab_size if self.loss.time_independent else self.process.num_states))
+        self.set_network(network(self.loss.network_input_states()))
         self.packed_outputs = packed_outputs
         if packed_outputs and "where" not in inspect.signature(self.network.forward).parameters:
             raise ValueError(
@@ -145,48 +117,15 @@ class DiffusionModule(TrainingModule):
         self._sampler_factory = sampler
         self._sampler: samplers.Sampler | None = None
         self.val_time_samples = val_time_samples
-        self.train_estimator = self._estimator(train_estimator, "train_estimator")
-        self.val_estimator = self._estimator(val_estimator, "val_estimator")
+        self.train_estimator = losses.estimator_for(train_estimator, self.process, "train_estimator")
+        self.val_estimator = losses.estimator_for(val_estimator, self.process, "val_estimator")
         self._prior_kl: losses.PriorKL | None = None  # built on first use (prior_nats)
         self.val_prior_nats = torchmetrics.SumMetric().set_dtype(torch.float64)  # the prior terms inside val_nats
 
-    # ----------------------------------------------------------------------------------------- checks
-    def _estimator(self, choice: str, name: str) -> losses.MaskedCountEstimator | None:
-        """The MaskedCountEstimator for `choice` ("masked_count", or "auto" on the absorbing chain), else None."""
-        absorbing = self.process.rate_matrix.score_factorises  # the pure absorbing chain
-        if choice == "masked_count" and not (absorbing and isinstance(self.loss, losses.DiffusionLoss)):
-            raise ValueError(
-                f"model.{name}=masked_count needs the absorbing chain (ctmc.Absorbing), got "
-                f"{type(self.process.rate_matrix).__name__}; use {name}=time"
-            )
-        if choice == "masked_count" or (choice == "auto" and absorbing):
-            return losses.MaskedCountEstimator(self.process)
-        return None
-
     # --------------------------------------------------------------------------------------- networks
     def sampling_model(self) -> samplers.ConcreteScore | samplers.Denoiser:
-        """The EMA network wrapped for the samplers: a Denoiser for log-probability outputs, else a score.
-
-        When the network's forward takes `where` (packed outputs at chosen positions), the wrapper says so
-        (`positions=True`): the samplers then ask only for the positions they need (docs/samplers.md).
-        """
-        import inspect  # local: this method is the only user
-
-        network = self.ema
-        if self.loss.output_kind == "x0_logits":
-            raise NotImplementedError(
-                f"{type(self.loss).__name__} trains x0-logits, which no sampler in `samplers` takes (they take "
-                "concrete scores or RADD denoisers); set samples.every_n_steps=0"
-            )
-        positions = "where" in inspect.signature(network.forward).parameters
-
-        def call(x: Tensor, total: Tensor | None = None, where: Tensor | None = None) -> Tensor:
-            # samplers pass sigma-bar to a score; a denoiser gets None
-            return network(x, total) if where is None else network(x, total, where=where)
-
-        if self.loss.output_kind == "log_score":
-            return samplers.ConcreteScore(call, log=True, positions=positions)
-        return samplers.Denoiser(call, log=True, positions=positions)
+        """The EMA network wrapped for the samplers by the loss's output kind (samplers.network_model)."""
+        return samplers.network_model(self.ema, self.loss.output_kind)
 
     @property
     def sampler(self) -> samplers.Sampler:
@@ -230,7 +169,7 @@ class DiffusionModule(TrainingModule):
         """(B, K) negative-ELBO draws (nats) of the EMA network on x0 (B, L), K = num_draws (val_time_samples).
 
         Row means are unbiased per-sequence estimates; draws are seeded by (seed, sequence content) and use
-        `val_estimator` (training.elbo.sequence_negative_elbo). `lightning evaluate` calls this too.
+        `val_estimator` (evaluation.bounds.sequence_negative_elbo). `lightning evaluate` calls this too.
         """
         return sequence_negative_elbo(
             self.process, self.loss, self.loss.sample_time, self.ema, x0,
@@ -249,13 +188,11 @@ class DiffusionModule(TrainingModule):
             self.val_unigram_nats.update(-unigram.sum())
 
     def prior_nats(self, x0: Tensor) -> Tensor:
-        """(B,) float64 prior term KL(p_{1|0}(. | x0) || pi^L) per sequence (losses.PriorKL with the forward
-        prior), 0 for a loss that already holds it (`loss.includes_prior`, D3PM). Added to every reported bound."""
-        if self.loss.includes_prior:
-            return torch.zeros(x0.shape[0], dtype=torch.float64, device=x0.device)
-        if self._prior_kl is None:
+        """(B,) float64 prior term KL(p_{1|0}(. | x0) || pi^L) per sequence (evaluation.bounds.prior_nats), 0 for a
+        loss that already holds it (D3PM). Added to every reported bound."""
+        if self._prior_kl is None and not self.loss.includes_prior:
             self._prior_kl = losses.PriorKL(self.process)
-        return self._prior_kl(x0).to(x0.device)
+        return prior_nats(self.loss, self._prior_kl, x0)
 
     def on_validation_epoch_end(self) -> None:
         """The shared sums (TrainingModule.on_validation_epoch_end), then the prior term's size beside them."""

@@ -13,7 +13,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 
 import samplers
-from training.seeding import seeded_generator
+from evaluation.seeding import seeded_generator
 
 
 class SampleLogger(Callback):

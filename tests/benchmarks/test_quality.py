@@ -16,8 +16,8 @@ from types import SimpleNamespace
 import pytest
 
 from benchmarks import quality
-from training.cli import main as cli_main
-from training.judge import read_samples
+from cli.main import main as cli_main
+from evaluation.judge import read_samples
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 TEXT = "".join(f"Line {i}: the quick brown fox jumps over the lazy dog, {i * 7 % 13} times.\n" for i in range(60))
@@ -118,10 +118,8 @@ def strip_seconds(value: object) -> object:
 
 
 def test_sampler_plan_by_hand():
-    absorbing = SimpleNamespace(module=SimpleNamespace(process=SimpleNamespace(
-        rate_matrix=SimpleNamespace(score_factorises=True))))
-    uniform = SimpleNamespace(module=SimpleNamespace(process=SimpleNamespace(
-        rate_matrix=SimpleNamespace(score_factorises=False))))
+    absorbing = SimpleNamespace(process=SimpleNamespace(rate_matrix=SimpleNamespace(score_factorises=True)))
+    uniform = SimpleNamespace(process=SimpleNamespace(rate_matrix=SimpleNamespace(score_factorises=False)))
     plan = quality.sampler_plan(absorbing, [8, 32, 64], 32, None)
     assert [item for item in plan if item[0] == "euler"] == [("euler", 8, 7), ("euler", 32, 31), ("euler", 64, 63)]
     assert [item for item in plan if item[0] == "trapezoidal"] == [

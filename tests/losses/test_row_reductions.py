@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import ctmc
 import losses
-from losses.row_reductions import bregman_statistics, log_mixture_statistics, logsumexp_statistics
+from ctmc.row_reductions import bregman_statistics, log_mixture_statistics, logsumexp_statistics
 
 
 def _inputs(seed, n=6, k=3):

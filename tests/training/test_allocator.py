@@ -2,7 +2,7 @@
 
 Reference: glibc's behaviour itself. A freed 256 MiB block leaves the resident set under the default malloc
 (the block was mmapped and is unmapped on free) and stays resident under the retain setting; the
-command (training.cli.console) applies it before it builds anything.
+command (cli.fit.console) applies it before it builds anything.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def test_bad_opt_out_value_is_refused(monkeypatch):
 
 
 def test_the_training_command_applies_it_before_anything_else(monkeypatch):
-    import training.cli as cli
+    import cli.main as cli
 
     calls = []
     monkeypatch.setattr(cli, "retain_freed_memory", lambda: calls.append("malloc"))

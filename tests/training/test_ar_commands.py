@@ -16,9 +16,10 @@ import torch
 from test_cli import CONFIGS, TEXT, tiny_args, tiny_corpus
 from test_sample import make_checkpoint
 
+import evaluation
 import losses
-from training.cli import main
-from training.restore import load_trained
+from cli.main import main
+from evaluation.restore import load_trained
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,7 @@ def test_evaluate_ar_is_the_exact_nll(ar_checkpoint, text_file):
     trained = load_trained(ar_checkpoint)
     blocks = torch.tensor([*TEXT[: 6 * 16 - 1].encode(), 256]).view(6, 16)
     with torch.no_grad():
-        nats = float(trained.module.ema.nll(blocks).double().sum())
+        nats = float(trained.network.nll(blocks).double().sum())
     assert result.kind == "autoregressive" and result.prior_nats_per_token == 0.0
     assert math.isclose(result.nats_per_token, nats / 96, rel_tol=1e-6)
 
@@ -100,7 +101,7 @@ def test_evaluate_order_left_to_right_on_radd_matches_the_direct_computation(rad
                    "--order=left-to-right", "--time_samples=2"])
     trained = load_trained(radd_checkpoint)
     blocks = torch.tensor([*TEXT[: 6 * 16 - 1].encode(), 256]).view(6, 16)
-    log_p = losses.any_order_log_likelihood(lambda x: trained.module.ema(x, None), blocks, vocab_size=257)
+    log_p = losses.any_order_log_likelihood(lambda x: trained.network(x, None), blocks, vocab_size=257)
     assert math.isclose(result.order_nats_per_token, -float(log_p.sum()) / 96, rel_tol=1e-6)
     assert result.orders == 1 and result.order_nats_per_token_se is None and result.score_total is None
     eps = 1e-3  # the bound includes the prior term eps log V per token (LogLinear, absorbing chain)
@@ -138,7 +139,7 @@ def test_judge_scores_a_samples_file(ar_checkpoint, sedd_checkpoint, tmp_path, c
     pieces = [texts[2 * i + 2].strip("\n").split("<|endoftext|>") for i in range(3)]
     tokens = [[byte for piece in row for byte in [*piece.encode(), 256]][:-1] for row in pieces]  # eot: id 256
     length = min(len(row) for row in tokens)
-    expected = losses.generative_perplexity(judge.module.ema, torch.tensor([row[:length] for row in tokens]))
+    expected = evaluation.generative_perplexity(judge.network, torch.tensor([row[:length] for row in tokens]))
     assert report.length == length and math.isclose(report.gen_ppl, expected.gen_ppl, rel_tol=1e-6)
     assert math.isclose(report.unigram_entropy_nats, expected.unigram_entropy, rel_tol=1e-9)
 

@@ -20,7 +20,7 @@ import losses
 import models
 from training.autoregressive import ARModule
 from training.base_module import fused_adamw_supported
-from training.data import TextDataModule
+from training.datamodule import TextDataModule
 from training.module import DiffusionModule
 
 

@@ -17,8 +17,8 @@ import torch
 from test_cli import CONFIGS, tiny_args, tiny_corpus
 from test_sample import make_checkpoint
 
-from training.cli import main
-from training.module import CONFIG_KEY
+from cli.main import main
+from models.native import CONFIG_KEY
 
 CASES = ["missing", "directory", "truncated", "foreign pickle", "text file", "other model kind", "other vocabulary"]
 COMMANDS = ["fit", "validate", "sample", "evaluate"]
@@ -85,7 +85,7 @@ def test_bad_checkpoint_is_one_line_error_and_creates_nothing(command, case, mad
         "directory": "is a directory",
         "truncated": "not a readable checkpoint",
         "foreign pickle": "not a readable checkpoint",
-        "text file": "not a readable checkpoint",
+        "text file": "(not a PyTorch archive)",
         "other model kind": "weights",
         "other vocabulary": "vocab_size",
     }[case]

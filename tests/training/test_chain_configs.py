@@ -8,8 +8,8 @@ import torch
 import yaml
 from test_cli import CONFIGS, read_metrics, tiny_args, tiny_corpus
 
-from training.cli import main
-from training.module import CONFIG_KEY
+from cli.main import main
+from models.native import CONFIG_KEY
 
 STEPS = 20
 

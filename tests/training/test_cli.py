@@ -1,4 +1,4 @@
-"""End-to-end tests of the `lightning` command (training.cli.main), run in-process on a tiny model and corpus.
+"""End-to-end tests of the `lightning` command (cli.fit.main), run in-process on a tiny model and corpus.
 
 Every config in configs/ must pass --print_config and train for 2 steps with tiny-model overrides; bad input
 must fail before training with one line that names what to change.
@@ -13,8 +13,8 @@ import pytest
 import torch
 import yaml
 
-from training.cli import main
-from training.module import CONFIG_KEY
+from cli.main import main
+from models.native import CONFIG_KEY
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 TEXT = "".join(f"Line {i}: the quick brown fox jumps over the lazy dog, {i * 7 % 13} times.\n" for i in range(60))

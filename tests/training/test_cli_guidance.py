@@ -18,9 +18,10 @@ from test_cli import CONFIGS, tiny_args, tiny_corpus
 from test_sample import make_checkpoint
 
 import samplers
-from training.cli import main
-from training.sample import conditioning, sampler_classes
-from training.tokenizers import GPT2Tokenizer
+from cli.main import main
+from data.tokenizers import GPT2Tokenizer
+from evaluation.generation import sampler_classes
+from evaluation.prompts import conditioning
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +112,7 @@ def test_infill_pieces_are_tokenised_as_in_the_filled_sentence():
 
 def test_character_prompt_keeps_its_spaces():
     """A tokenizer with a token per character keeps every piece verbatim (a prefix stays exact)."""
-    from training.tokenizers import CharTokenizer
+    from data.tokenizers import CharTokenizer
 
     given, tokens = conditioning("ab [MASK] c", CharTokenizer(), 6)
     assert tokens[given].tolist() == [ord(c) for c in "ab  c"]

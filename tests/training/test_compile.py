@@ -14,7 +14,7 @@ import torch
 
 import losses
 import models
-from training.elbo import loss_output
+from evaluation.bounds import loss_output
 from training.module import DiffusionModule
 
 

@@ -3,14 +3,14 @@
 import subprocess
 import sys
 
-import training.cli
+import cli.main
 
 
 def test_console_maps_a_cli_object_to_status_zero_and_keeps_int_statuses(monkeypatch):
-    monkeypatch.setattr(training.cli, "main", lambda: object())
-    assert training.cli.console() == 0
-    monkeypatch.setattr(training.cli, "main", lambda: 2)
-    assert training.cli.console() == 2
+    monkeypatch.setattr(cli.main, "main", lambda: object())
+    assert cli.main.console() == 0
+    monkeypatch.setattr(cli.main, "main", lambda: 2)
+    assert cli.main.console() == 2
 
 
 def test_python_dash_m_training_exits_nonzero_with_one_line_error_on_a_config_typo(tmp_path):

@@ -24,8 +24,8 @@ from pathlib import Path
 from test_cli import CONFIGS, read_metrics, tiny_args, tiny_corpus
 from test_sample import make_checkpoint
 
-from training.cli import main
-from training.data import TextDataModule
+from cli.main import main
+from training.datamodule import TextDataModule
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 

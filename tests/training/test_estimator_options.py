@@ -15,9 +15,10 @@ from test_cli import CONFIGS, read_metrics, tiny_args, tiny_corpus
 import ctmc
 import losses
 import models
-from training.cli import main
-from training.elbo import seeded_count_noise, sequence_negative_elbo
-from training.module import DiffusionModule, unigram_log_probs
+from cli.main import main
+from data import unigram_log_probs
+from evaluation.bounds import seeded_count_noise, sequence_negative_elbo
+from training.module import DiffusionModule
 
 
 def _module(**options) -> DiffusionModule:

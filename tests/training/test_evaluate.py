@@ -17,8 +17,8 @@ import torch
 from test_cli import CONFIGS, TEXT, tiny_args
 from test_sample import make_checkpoint
 
-from training.cli import main
-from training.evaluate import ratio_estimate
+from cli.main import main
+from evaluation.bounds import ratio_estimate
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import torch
 import ctmc
 import losses
 import models
-from training.elbo import sequence_negative_elbo
+from evaluation.bounds import sequence_negative_elbo
 from training.ema import frozen_copy, update_average
 from training.lr_schedule import warmup_decay
 

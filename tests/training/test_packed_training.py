@@ -14,7 +14,7 @@ from test_ar_training import tiny_data
 import ctmc
 import losses
 import models
-from training.elbo import sequence_negative_elbo
+from evaluation.bounds import sequence_negative_elbo
 from training.module import DiffusionModule
 
 

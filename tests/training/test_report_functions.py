@@ -13,11 +13,13 @@ import pytest
 import torch
 from test_ar_commands import ar_checkpoint, radd_checkpoint  # noqa: F401 (module-scoped fixtures)
 
-import losses
-from training.evaluate import training_data, validation_blocks
-from training.judge import draw_samples, judge_tokens, read_samples
-from training.restore import load_trained
-from training.sample import Samples, format_samples
+import evaluation
+from evaluation.generation import Samples, draw_samples, format_samples
+from evaluation.judge import judge_tokens, read_samples
+from evaluation.restore import load_trained
+from evaluation.training_data import training_data, validation_blocks
+from models.native import read_checkpoint
+from training.datamodule import TextDataModule
 
 
 def test_judge_tokens_is_generative_perplexity_of_the_judge(ar_checkpoint, radd_checkpoint):  # noqa: F811
@@ -26,7 +28,7 @@ def test_judge_tokens_is_generative_perplexity_of_the_judge(ar_checkpoint, radd_
     assert drawn.tokens.shape == (3, 10) and drawn.sampler == "first-hitting, exact steps"
     assert drawn.nfe <= 10 and drawn.seconds_per_sample > 0  # one token per call, fewer with the row cache
     score = judge_tokens(judge, drawn.tokens, batch_size=2)
-    expected = losses.generative_perplexity(judge.module.ema, drawn.tokens)
+    expected = evaluation.generative_perplexity(judge.network, drawn.tokens)
     assert math.isclose(score.gen_ppl, expected.gen_ppl, rel_tol=1e-12)
     assert math.isclose(score.standard_error, expected.standard_error, rel_tol=1e-9)
     assert score.unigram_entropy == expected.unigram_entropy
@@ -49,8 +51,9 @@ def test_judge_tokens_refuses_a_diffusion_judge(radd_checkpoint):  # noqa: F811
 
 def test_validation_blocks_are_the_validation_loaders_blocks(ar_checkpoint):  # noqa: F811
     data = training_data(str(ar_checkpoint))
-    assert data.hparams.tokenizer == "char" and data.hparams.seq_len == 16
-    loaded = torch.cat(list(data.val_dataloader()))
+    assert data.tokenizer_name == "char" and data.seq_len == 16
+    section = read_checkpoint(ar_checkpoint).data  # the Lightning data module of the run, rebuilt
+    loaded = torch.cat(list(TextDataModule(**section).val_dataloader()))
     assert torch.equal(validation_blocks(data), loaded)
     assert torch.equal(validation_blocks(data, 3), loaded[:3])
     with pytest.raises(ValueError, match="count: the data has"):

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from test_cli import CONFIGS, read_metrics, tiny_args, tiny_corpus
 
-from training.cli import main
+from cli.main import main
 
 # 150 characters + end-of-text: 9 blocks of 16 tokens; 1 validation block, 8 training blocks = 2 batches of 4.
 TEXT = "abcdefghij klmnopqrst uvwxyz ABCDEFGHIJ KLMNOPQRST UVWXYZ 0123456789 ,.;:!? " * 2

@@ -20,7 +20,7 @@ import torch
 from test_cli import CONFIGS, read_metrics, tiny_args, tiny_corpus
 from test_resume import TEXT
 
-from training.cli import main
+from cli.main import main
 from training.module import DiffusionModule
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,8 +14,8 @@ import pytest
 import torch
 from test_cli import CONFIGS, tiny_args, tiny_corpus
 
-from training.cli import main
-from training.sample import sampler_classes
+from cli.main import main
+from evaluation.generation import sampler_classes
 
 
 def make_checkpoint(root: Path, config: str = "sedd.yaml", network: str = "models.DiT", *extra: str) -> Path:

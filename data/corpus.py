@@ -5,7 +5,7 @@ is cut into documents at every line that holds only a form feed ("\\n\\f\\n"); a
 is one document. Documents that are empty or only whitespace are skipped.
 
 The embedded default corpus, `default_corpus_path()`, is the works of Shakespeare (42 plays and poems,
-public domain, see training/assets/SHAKESPEARE_NOTICE.md), one document per work, in the order of the
+public domain, see data/assets/SHAKESPEARE_NOTICE.md), one document per work, in the order of the
 source file names.
 """
 

@@ -18,12 +18,13 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from training.data_corpus import TextCorpus
-from training.tokenizers import Tokenizer
+from data.corpus import TextCorpus
+from data.tokenizers import Tokenizer
 
 TOKEN_DTYPE = np.dtype("<u2")
 FORMAT_VERSION = 1
@@ -57,6 +58,14 @@ def token_file_path(corpus: TextCorpus, tokenizer_name: str, cache_dir: str | No
     return resolve_cache_dir(corpus, cache_dir) / f"{tokenizer_name}-{key[:20]}.u16"
 
 
+def document_ids(corpus: TextCorpus, tokenizer: Tokenizer) -> Iterator[list[int]]:
+    """The ids of each document of `corpus`, in order, each followed by the tokenizer's end-of-text id."""
+    for document in corpus.documents():
+        ids = tokenizer.encode(document)
+        ids.append(tokenizer.eot_id)
+        yield ids
+
+
 def write_token_file(corpus: TextCorpus, tokenizer: Tokenizer, path: Path) -> int:
     """Tokenise every document of `corpus`, each followed by eot_id, into `path` atomically.
 
@@ -75,9 +84,7 @@ def write_token_file(corpus: TextCorpus, tokenizer: Tokenizer, path: Path) -> in
     count = 0
     try:
         with handle:
-            for document in corpus.documents():
-                ids = tokenizer.encode(document)
-                ids.append(tokenizer.eot_id)
+            for ids in document_ids(corpus, tokenizer):
                 np.asarray(ids, dtype=TOKEN_DTYPE).tofile(handle)
                 count += len(ids)
             handle.flush()

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from training import data_tokens
-from training.data import TextDataModule
-from training.data_blocks import TokenBlocks, split_blocks
-from training.data_corpus import TextCorpus, default_corpus_documents, default_corpus_path
-from training.data_tokens import CACHE_SUBDIR, open_tokens, resolve_cache_dir
-from training.tokenizers import GPT2Tokenizer
+from data import tokens as data_tokens
+from data.blocks import TokenBlocks, split_blocks
+from data.corpus import TextCorpus, default_corpus_documents, default_corpus_path
+from data.tokenizers import GPT2Tokenizer
+from data.tokens import CACHE_SUBDIR, open_tokens, resolve_cache_dir
+from training.datamodule import TextDataModule
 
 DOCUMENTS = {
     "a.txt": "First document, with some words.\n" * 20,
@@ -204,10 +204,10 @@ def test_embedded_shakespeare_with_gpt2(tmp_path):
         ({"paths": "SHORT"}, "paths: the corpus has 11 tokens, 0 block"),
         ({"paths": "SHORT", "seq_len": 5, "val_fraction": 0.8}, "paths: .*11 tokens, 2 block.*=0.8"),
         ({"tokenizer": "words"}, "tokenizer: unknown name 'words'"),
-        ({"seq_len": 1}, "seq_len: must be an integer >= 2"),
-        ({"batch_size": 0}, "batch_size: must be an integer >= 1"),
-        ({"num_workers": -1}, "num_workers: must be an integer >= 0"),
-        ({"seed": -1}, "seed: must be an integer >= 0"),
+        ({"seq_len": 1}, "seq_len must be an int >= 2"),
+        ({"batch_size": 0}, "batch_size must be an int >= 1"),
+        ({"num_workers": -1}, "num_workers must be an int >= 0"),
+        ({"seed": -1}, "seed must be an int >= 0"),
         ({"val_fraction": 0.0}, "val_fraction: must lie in \\(0, 1\\)"),
         ({"val_fraction": 1.0}, "val_fraction: must lie in \\(0, 1\\)"),
         ({"paths": "LATIN1"}, "paths: .* is not UTF-8"),

@@ -1,12 +1,10 @@
-"""The `lightning` / `ctmc-train` / `python -m training` command.
+"""`lightning fit` (and validate, test, predict): LightningCLI over the training path.
 
-    lightning fit -c configs/sedd.yaml [--trainer.max_steps=...]      # also validate, test, predict
-    lightning sample --ckpt_path logs/.../last.ckpt [--steps 128 --prefix "ROMEO:"]   (training/sample.py)
-    lightning evaluate --ckpt_path logs/.../last.ckpt --text some.txt [--time_samples 8]  (training/evaluate.py)
+    lightning fit -c configs/sedd.yaml [--trainer.max_steps=...]
 
 fit/validate/test/predict are LightningCLI's over a `training.base_module.TrainingModule` (the one training
 path: `model.class_path` picks the objective, `DiffusionModule` when the config names none, e.g.
-configs/sedd.yaml; `training.autoregressive.ARModule` in configs/ar.yaml) and `training.data.TextDataModule`;
+configs/sedd.yaml; `training.autoregressive.ARModule` in configs/ar.yaml) and `training.datamodule.TextDataModule`;
 the vocabulary size is linked from the data module to the module (written once), the atomic checkpoint and
 the sample logger are configurable callbacks (`checkpoint.*`, `samples.*`). Errors in the configuration's
 values (a missing corpus, a sequence longer than the network accepts) and every bad `--ckpt_path` are
@@ -33,22 +31,22 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from training.allocator import retain_freed_memory
-from training.base_module import CONFIG_KEY, TrainingModule, article, kind_config
+from cli.arguments import SIGNAL_EXIT_BASE, fail
+from models.native import Checkpoint, read_checkpoint
+from training.base_module import TrainingModule
 from training.checkpoint import AtomicModelCheckpoint
-from training.data import TextDataModule
-from training.restore import fail, read_checkpoint
+from training.datamodule import TextDataModule
 from training.sample_logging import SampleLogger
 
 DEFAULT_MODEL = "training.module.DiffusionModule"  # the objective of a config whose model names no class_path
 DEFAULT_ROOT = "logs"  # where logs, checkpoints and samples go unless --trainer.default_root_dir says otherwise
-EPILOG = """other subcommands (their own options: `lightning sample --help`, `lightning evaluate --help`):
-  sample     Write text sampled from a trained checkpoint (training/sample.py).
-  evaluate   Negative-ELBO perplexity bound of a checkpoint on a text file (training/evaluate.py).
+EPILOG = """other subcommands (their own options: `lightning sample --help`, ...):
+  sample     Write text sampled from a trained checkpoint (cli/sample.py).
+  evaluate   Negative-ELBO perplexity bound of a checkpoint on a text file (cli/evaluate.py).
+  judge      Generative perplexity of samples under an AR checkpoint (cli/judge.py).
 """
 RESERVED_CKPT_PATHS = ("last", "best", "hpc", "registry")  # names Lightning resolves itself
 SHARDED_CHECKPOINT_MARKERS = ("meta.pt", "latest")  # files in the checkpoint directory of FSDP / DeepSpeed
-SIGNAL_EXIT_BASE = 128  # a process stopped by signal N exits with 128 + N, as shells report it
 
 
 def default_loggers(save_dir: str = DEFAULT_ROOT) -> list[dict[str, Any]]:
@@ -113,7 +111,7 @@ class DiffusionCLI(LightningCLI):
         kwargs.setdefault("parser_class", OneLineErrorParser)
         argv = kwargs.get("args")
         self.command_line = list(sys.argv[1:] if argv is None else argv)
-        self._checkpoint: dict[str, Any] | None = None  # the --ckpt_path file, between the two checks
+        self._checkpoint: Checkpoint | None = None  # the --ckpt_path file, between the two checks
         self.exit_status = 0  # 128 + signal number when fit was stopped by SIGINT / SIGTERM
         super().__init__(*args, **kwargs)
 
@@ -137,7 +135,7 @@ class DiffusionCLI(LightningCLI):
             self.check_checkpoint_file()
         except ValueError as error:
             fail(str(error))
-        if self._checkpoint is not None and self._checkpoint.get("hyper_parameters"):
+        if self._checkpoint is not None and self._checkpoint.hyper_parameters:
             super()._parse_ckpt_path()
 
     def before_instantiate_classes(self) -> None:
@@ -187,30 +185,17 @@ class DiffusionCLI(LightningCLI):
         self._checkpoint = None  # Lightning reads the file again when it restores; do not hold two copies
         if path is None or checkpoint is None:
             return
-        stored = checkpoint.get(CONFIG_KEY, {})
-        kind = stored.get("kind", "diffusion")  # checkpoints written before the kind was stored: diffusion
-        if kind != self.model.KIND:
-            raise ValueError(
-                f"ckpt_path={path} holds {article(kind)} {kind} model, but the config builds "
-                f"{article(self.model.KIND)} {self.model.KIND} model; use the config the checkpoint was trained with "
-                f"({kind_config(kind)})"
-            )
-        if stored.get("vocab_size", self.model.vocab_size) != self.model.vocab_size:
-            raise ValueError(
-                f"ckpt_path={path} was trained with vocab_size {stored['vocab_size']}, but data.tokenizer gives "
-                f"{self.model.vocab_size}; use the checkpoint's data.tokenizer (see its stored config)"
-            )
-        mismatch = state_dict_mismatch(checkpoint["state_dict"], self.model.state_dict())
+        checkpoint.check_fits(self.model.KIND, self.model.vocab_size, "ckpt_path")
+        mismatch = state_dict_mismatch(checkpoint.state_dict, self.model.state_dict())
         if mismatch is not None:
-            trained = yaml.safe_load(stored.get("config") or "{}") or {}
-            network = (trained.get("model") or {}).get("network")
+            network = checkpoint.model.get("network")
             kind = f" (it was trained with model.network={network.get('class_path', network)})" if isinstance(
                 network, dict) else ""
             raise ValueError(
                 f"ckpt_path={path} holds the weights of another model{kind}: {mismatch}; use the config the "
                 "checkpoint was trained with"
             )
-        if self.subcommand == "fit" and not {"optimizer_states", "loops"} <= set(checkpoint):
+        if self.subcommand == "fit" and not checkpoint.resumable:
             raise ValueError(
                 f"ckpt_path={path} holds weights only (no optimiser or loop state) and cannot resume fit; "
                 "give a full checkpoint such as last.ckpt"
@@ -293,34 +278,3 @@ def run_lightning(args: Sequence[str] | None = None) -> DiffusionCLI:
             "formatter_class": HelpFormatter,
         },
     )
-
-
-def main(args: Sequence[str] | None = None) -> Any:
-    """Entry point: `sample` and `evaluate` go to their own parsers, everything else to LightningCLI."""
-    argv = list(sys.argv[1:] if args is None else args)
-    if argv and argv[0] == "sample":
-        from training.sample import main as sample_main
-
-        return sample_main(argv[1:])
-    if argv and argv[0] == "evaluate":
-        from training.evaluate import main as evaluate_main
-
-        return evaluate_main(argv[1:])
-    return run_lightning(None if args is None else argv)
-
-
-def console() -> int:
-    """The console-script entry (`lightning`, `ctmc-train`, `python -m training`): an exit status.
-
-    `main` returns the LightningCLI object after fit/validate/test; a console script would hand it to
-    sys.exit, which prints it and exits with status 1. An int returned by a command is its status; the CLI
-    object's `exit_status` is 0, or 128 + the signal number after a fit stopped by SIGINT / SIGTERM.
-    glibc's malloc is first told to keep freed memory (training.allocator; opt out with CTMC_MALLOC=default).
-    """
-    retain_freed_memory()
-    try:
-        result = main()
-    except KeyboardInterrupt:  # Ctrl-C before training started (during training the checkpoint callback stops)
-        print("error: interrupted (Ctrl-C); nothing was trained or saved", file=sys.stderr)
-        return SIGNAL_EXIT_BASE + int(signal.SIGINT)
-    return result if isinstance(result, int) else getattr(result, "exit_status", 0)

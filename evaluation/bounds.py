@@ -7,7 +7,9 @@ unbiased estimate (1/K) sum_k loss(x_0, x_t^k, t_k) >= -log p_theta(x_0). With a
 instead, and each loss is multiplied by its importance weight: the same expectation with bounded terms
 (docs/losses.md). The draws of a sequence come from generators seeded by (seed, hash of the sequence), so
 the estimate of a sequence does not depend on its batch, its position in the batch, or the device that
-evaluates it. `ratio_estimate` turns per-sequence estimates into nats/token with a standard error.
+evaluates it. `prior_nats` is the t = 1 prior term every reported bound includes, and `ratio_estimate` turns
+per-sequence estimates into nats/token with a standard error. The training module's steps (training.module)
+draw their noise with the same functions, and its validation computes the same bound.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import torch
 from torch import Tensor
 
 from ctmc import ForwardProcess
+from evaluation.seeding import content_seeds, seeded_generator
 from losses.base import DiffusionLoss
 from losses.estimators import MaskedCountEstimator, NoiseDraw, stratified_counts
-from training.seeding import content_seeds, seeded_generator
+from losses.prior import PriorKL
 
 Network = Callable[..., Tensor]
 
@@ -125,6 +128,15 @@ def sequence_negative_elbo(
         output = loss_output(network, loss, draw.x_t, process.total(draw.t), packed)
         nats = draw.weight * loss(output, clean, draw.x_t, draw.t).double()
     return nats.reshape(batch, num_time_samples)
+
+
+def prior_nats(loss: DiffusionLoss, prior: PriorKL | None, x0: Tensor) -> Tensor:
+    """(B,) float64 prior term KL(p_{1|0}(. | x0) || pi^L) per sequence of x0 (B, L) (losses.PriorKL with the
+    forward prior), added to every reported bound; 0 for a loss that already holds it (`loss.includes_prior`, D3PM).
+    prior: the PriorKL of loss.process (built once by the caller), None when loss.includes_prior."""
+    if loss.includes_prior:
+        return torch.zeros(x0.shape[0], dtype=torch.float64, device=x0.device)
+    return prior(x0).to(x0.device)
 
 
 @dataclass

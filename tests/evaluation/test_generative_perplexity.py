@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-import losses
+import evaluation
 from models import ARTransformer
 
 START = [0.4, 0.3, 0.2, 0.1]
@@ -37,7 +37,7 @@ def test_against_a_hand_computation():
     # Token histograms: {0:2, 1:2, 3:1}, {0:3, 2:1, 3:1}, {1:2, 2:2, 3:1}.
     h_a = -(2 * 0.4 * math.log(0.4) + 0.2 * math.log(0.2))
     h_b = -(0.6 * math.log(0.6) + 2 * 0.2 * math.log(0.2))
-    result = losses.generative_perplexity(BigramJudge(), torch.tensor(samples), batch_size=2)
+    result = evaluation.generative_perplexity(BigramJudge(), torch.tensor(samples), batch_size=2)
     assert result.nll_per_token.tolist() == pytest.approx(per_sample, rel=1e-12)
     assert result.gen_ppl == pytest.approx(math.exp(mean), rel=1e-12)
     assert result.standard_error == pytest.approx(math.exp(mean) * spread / math.sqrt(3), rel=1e-12)
@@ -51,7 +51,7 @@ def test_ar_model_as_judge_matches_its_nll():
     torch.manual_seed(0)
     judge = ARTransformer(9, hidden_size=16, num_layers=1, num_heads=2, max_length=8, tie_weights=True).eval()
     samples = torch.randint(0, 9, (5, 8))
-    result = losses.generative_perplexity(judge, samples, batch_size=3)
+    result = evaluation.generative_perplexity(judge, samples, batch_size=3)
     with torch.no_grad():
         expected = judge.nll(samples).double() / 8
     torch.testing.assert_close(result.nll_per_token, expected, rtol=1e-5, atol=1e-6)
@@ -61,15 +61,15 @@ def test_ar_model_as_judge_matches_its_nll():
 def test_errors():
     judge = BigramJudge()
     with pytest.raises(ValueError, match="length 7 > the judge's context max_length=6"):
-        losses.generative_perplexity(judge, torch.zeros(2, 7, dtype=torch.long))
+        evaluation.generative_perplexity(judge, torch.zeros(2, 7, dtype=torch.long))
     with pytest.raises(ValueError, match=r"outside the judge's vocabulary \[0, 4\)"):
-        losses.generative_perplexity(judge, torch.tensor([[0, 4], [1, 1]]))
+        evaluation.generative_perplexity(judge, torch.tensor([[0, 4], [1, 1]]))
     with pytest.raises(ValueError, match="N >= 2 sequences"):
-        losses.generative_perplexity(judge, torch.zeros(1, 3, dtype=torch.long))
+        evaluation.generative_perplexity(judge, torch.zeros(1, 3, dtype=torch.long))
     with pytest.raises(TypeError, match="integer tensor of token ids"):
-        losses.generative_perplexity(judge, torch.zeros(2, 3))
+        evaluation.generative_perplexity(judge, torch.zeros(2, 3))
     with pytest.raises(ValueError, match="pass max_length"):
-        losses.generative_perplexity(lambda x: judge(x), torch.zeros(2, 3, dtype=torch.long), vocab_size=4)
+        evaluation.generative_perplexity(lambda x: judge(x), torch.zeros(2, 3, dtype=torch.long), vocab_size=4)
     training = ARTransformer(4, hidden_size=16, num_layers=1, num_heads=2, max_length=6)
     with pytest.raises(ValueError, match=r"call judge.eval\(\) first"):
-        losses.generative_perplexity(training, torch.zeros(2, 3, dtype=torch.long))
+        evaluation.generative_perplexity(training, torch.zeros(2, 3, dtype=torch.long))

@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tiktoken_ext import openai_public
 
-from training import tokenizers
-from training.tokenizers import (
+from data import tokenizers
+from data.tokenizers import (
     GPT2_PATTERN,
     GPT2_RANKS_PATH,
     GPT2_RANKS_SHA256,

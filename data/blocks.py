@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from training.data_tokens import open_tokens, token_count
+from data.tokens import open_tokens, token_count
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,162 @@
+"""`lightning sample`: text from a trained checkpoint, with a chosen sampler, steps and prompt.
+
+    lightning sample --ckpt_path logs/lightning_logs/version_0/checkpoints/last.ckpt \\
+        [--sampler euler|tau-leaping|tweedie|first-hitting|package.module.Class] [--sampler_option KEY=VALUE]
+        [--steps 128] [--num_samples 4] [--length 128]
+        [--seed 0] [--prefix "ROMEO:" | --suffix "..." | --infill "The [MASK] of [MASK]"]
+        [--temperature 1.0 --top_k K --top_p P --greedy] [--output FILE] [--config cfg.yaml] [--device cpu]
+
+The model is restored from the checkpoint (evaluation.load_trained) and sampled with its EMA weights
+(evaluation.generation). A prompt is a template: fixed text with [MASK] gaps (evaluation.prompts); `--prefix P`
+is the template "P[MASK]", `--suffix S` is "[MASK]S", both "P[MASK]S"; fixed positions are kept verbatim.
+
+On an autoregressive checkpoint (configs/ar.yaml) the samples are drawn ancestrally, one token per network
+call (samplers.ancestral_sample), with the same --temperature / --top_k / --top_p / --greedy and a --prefix
+(encoded as a whole, kept verbatim); --sampler, --steps, --suffix and --infill are diffusion options and are
+refused in one line.
+
+Beside each sample the command prints the unigram entropy (nats) of its generated positions
+(`samplers.unigram_entropy`; a collapsing model repeats tokens and shows a low entropy) and, at the end, the
+number of network calls (NFE).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+import samplers
+from cli.arguments import CommandParser, check_device, check_output, write_output
+from evaluation.generation import (
+    SAMPLER_OPTION,
+    Samples,
+    build_sampler,
+    format_samples,
+    generate_samples,
+    resolve_sampler,
+    sampler_classes,
+)
+from evaluation.prompts import MASK, prompt_template
+from evaluation.restore import TrainedModel, load_trained
+
+
+def parse_sampler_options(items: Sequence[str]) -> dict[str, Any]:
+    """{KEY: value} from `KEY=VALUE` items, each VALUE a Python literal (ast.literal_eval)."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, equals, value = item.partition("=")
+        key = key.strip()
+        if not equals or not key.isidentifier():
+            raise ValueError(f"{SAMPLER_OPTION} {item!r}: write KEY=VALUE, e.g. {SAMPLER_OPTION} steps=64")
+        if key in options:
+            raise ValueError(f"{SAMPLER_OPTION} {key} is given twice; give each key once")
+        try:
+            options[key] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            raise ValueError(
+                f"{SAMPLER_OPTION} {item!r}: {value!r} is not a Python literal; quote strings "
+                f"({key}='text') and write numbers, True/False/None, lists or tuples as in Python"
+            ) from None
+    return options
+
+def build_parser() -> CommandParser:
+    parser = CommandParser(
+        prog="lightning sample", description="Write text sampled from a trained checkpoint (EMA weights)."
+    )
+    parser.add_argument("--ckpt_path", required=True, help="checkpoint written by `lightning fit`")
+    parser.add_argument("--config", help="YAML whose model/data sections replace those stored in the checkpoint")
+    parser.add_argument(
+        "--sampler",
+        help=f"reverse-time sampler (default euler): {', '.join(sorted(sampler_classes()))}, or a dotted class "
+        "path (a samplers.Sampler subclass); autoregressive checkpoints sample ancestrally",
+    )
+    parser.add_argument(
+        "--steps", type=int, help="sampler steps (default: 128; first-hitting: one token per call, exact)"
+    )
+    parser.add_argument(
+        SAMPLER_OPTION, action="append", default=[], metavar="KEY=VALUE",
+        help="a keyword argument of the sampler's constructor, VALUE a Python literal (repeatable), "
+        "e.g. eps=1e-4 or denoise=False",
+    )
+    parser.add_argument("--num_samples", type=int, default=4, help="number of sequences")
+    parser.add_argument("--length", type=int, help="tokens per sequence (default: the training seq_len)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampling generator")
+    parser.add_argument("--prefix", help="text the samples start with (kept verbatim)")
+    parser.add_argument("--suffix", help="text the samples end with")
+    parser.add_argument("--infill", help=f"template with {MASK} gaps to fill, e.g. 'The {MASK} of {MASK}'")
+    parser.add_argument("--temperature", type=float, help="destination temperature (default 1)")
+    parser.add_argument("--top_k", type=int, help="draw destinations among the k most likely tokens")
+    parser.add_argument("--top_p", type=float, help="draw destinations from the nucleus of mass p")
+    parser.add_argument("--greedy", action="store_true", default=None, help="take the most likely destination")
+    parser.add_argument("--output", help="file to write (default: stdout)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
+    return parser
+
+def run(arguments: argparse.Namespace) -> Samples:
+    """The sample command on parsed arguments; writes the samples and returns them."""
+    if arguments.num_samples < 1:
+        raise ValueError(f"--num_samples must be >= 1, got {arguments.num_samples}")
+    if arguments.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {arguments.seed}")
+    template = prompt_template(arguments.prefix, arguments.suffix, arguments.infill)
+    check_output(arguments.output)
+    device = check_device(arguments.device)
+    trained = load_trained(arguments.ckpt_path, arguments.config, device)
+    if trained.kind == "autoregressive":
+        return run_autoregressive(arguments, trained)
+    arguments.sampler = arguments.sampler or "euler"
+    sampler_class = resolve_sampler(arguments.sampler)
+    options = parse_sampler_options(arguments.sampler_option)
+    for key in ("steps", "temperature", "top_k", "top_p", "greedy"):
+        value = getattr(arguments, key)
+        if value is not None:
+            if key in options:
+                raise ValueError(f"--{key} and {SAMPLER_OPTION} {key}=... are both given; give one")
+            options[key] = value
+    length = trained.seq_len if arguments.length is None else arguments.length
+    trained.check_length(length, "--length")
+    sampler = build_sampler(sampler_class, trained.process, options, arguments.sampler)
+    samples = generate_samples(trained, sampler, arguments.num_samples, length, arguments.seed, template)
+    steps = "exact" if getattr(sampler, "steps", None) is None else f"{sampler.steps} steps"
+    description = f"{arguments.sampler}, {steps}, {arguments.num_samples} x {length} tokens, seed {arguments.seed}"
+    text = format_samples(samples, description)
+    write_output(text, arguments.output)
+    return samples
+
+def run_autoregressive(arguments: argparse.Namespace, trained: TrainedModel) -> Samples:
+    """The sample command on an autoregressive checkpoint: ancestral draws after an optional --prefix."""
+    for name, flag in (("sampler", "--sampler"), ("steps", "--steps"), ("suffix", "--suffix"), ("infill", "--infill"),
+                       ("sampler_option", SAMPLER_OPTION)):
+        if getattr(arguments, name):
+            raise ValueError(
+                f"{flag} is a diffusion option, but --ckpt_path holds an autoregressive model (it samples left to "
+                "right); use --prefix, --temperature, --top_k, --top_p or --greedy"
+            )
+    length = trained.seq_len if arguments.length is None else arguments.length
+    trained.check_length(length, "--length")
+    decoding = samplers.Decoding(**{key: getattr(arguments, key) for key in ("temperature", "top_k", "top_p", "greedy")
+                                    if getattr(arguments, key) is not None})
+    prefix = None
+    if arguments.prefix is not None:
+        prefix = torch.tensor(trained.tokenizer.encode(arguments.prefix), dtype=torch.long)
+        if prefix.numel() > length:
+            raise ValueError(
+                f"--prefix takes {prefix.numel()} tokens, more than --length {length}; raise --length or shorten it"
+            )
+    generator = torch.Generator(device=trained.device).manual_seed(arguments.seed)
+    result = trained.generate_ancestral(arguments.num_samples, length, generator, prefix, decoding)
+    ids = result.tokens.cpu()
+    generated = ids[:, 0 if prefix is None else prefix.numel():]
+    entropies = [samplers.unigram_entropy(row) if row.numel() else 0.0 for row in generated]
+    samples = Samples([trained.tokenizer.decode(row) for row in ids.tolist()], ids, entropies, result.nfe)
+    description = f"ancestral, {arguments.num_samples} x {length} tokens, seed {arguments.seed}"
+    write_output(format_samples(samples, description), arguments.output)
+    return samples
+
+def main(argv: Sequence[str]) -> Samples:
+    """Entry point of `lightning sample ...` (argv without the subcommand)."""
+    return build_parser().run(argv, run)

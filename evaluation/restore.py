@@ -1,0 +1,176 @@
+"""A trained model, restored for inference without Lightning: `TrainedModel` and `load_trained`.
+
+`load_trained(path)` reads a checkpoint of `lightning fit` or an exported directory (models.native), and builds
+the EMA network, the forward process and the loss its config names, with the tokenizer and the block length it
+was trained on. Everything the commands and benchmarks compute (bounds, fixed-order likelihoods, samples, the
+AR judge) takes this record, so that the same code evaluates a model whatever wrote it. The training module
+(training.module.DiffusionModule) calls the same functions (evaluation.bounds, samplers.network_model) on its
+own objects, so `lightning evaluate` and `lightning fit`'s validation compute the same numbers.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+import ctmc
+import losses
+import samplers
+from data import TextBlocks, Tokenizer, tokenizer_from_name
+from evaluation.bounds import prior_nats, sequence_negative_elbo
+from models.native import DIFFUSION_DEFAULTS, article, instantiate, load_native, read_checkpoint
+
+DATA_DEFAULTS = inspect.signature(TextBlocks).parameters  # the data defaults, for a config that omits a key
+
+
+@dataclass
+class TrainedModel:
+    """A model restored for inference, with what it was trained on.
+
+    network: the EMA network in eval mode. kind: "diffusion" or "autoregressive". tokenizer, tokenizer_name: the
+    data's tokenizer ("gpt2", "char"). seq_len: the training block length. source: the path it was read from.
+    process, loss: the forward process and the training loss (diffusion models). estimator: the validation
+    estimator (losses.MaskedCountEstimator on the absorbing chain with val_estimator auto/masked_count, else
+    None: stratified times). packed: ask the network only for the outputs the loss reads. time_samples: the draws
+    per sequence of the run's validation (1 for an exact likelihood). seed: the run's noise seed. data: the
+    training run's `data` section ({} when unknown).
+    """
+
+    network: nn.Module
+    kind: str
+    tokenizer: Tokenizer
+    tokenizer_name: str
+    seq_len: int
+    source: str
+    process: ctmc.ForwardProcess | None = None
+    loss: losses.DiffusionLoss | None = None
+    estimator: losses.MaskedCountEstimator | None = None
+    packed: bool = True
+    time_samples: int = 1
+    seed: int = 0
+    data: dict[str, Any] = field(default_factory=dict)
+    _prior: losses.PriorKL | None = field(default=None, init=False, repr=False)
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the network's parameters."""
+        return next(self.network.parameters()).device
+
+    @property
+    def vocab_size(self) -> int:
+        """The clean tokens V."""
+        return self.tokenizer.vocab_size
+
+    @property
+    def max_length(self) -> int | None:
+        """The longest sequence the network accepts (its or its trunk's `max_length`), None if it declares none."""
+        return network_max_length(self.network)
+
+    def require_kind(self, kind: str, what: str) -> None:
+        """Raise ValueError (one line) unless the model is of `kind`; `what` names the option that needs it."""
+        if self.kind != kind:
+            raise ValueError(
+                f"{what} needs {article(kind)} {kind} checkpoint, but it holds {article(self.kind)} {self.kind} model"
+            )
+
+    def check_length(self, length: int, option: str) -> None:
+        """Raise ValueError naming `option` unless 1 <= length <= max_length."""
+        if length < 1:
+            raise ValueError(f"{option} must be >= 1, got {length}")
+        if self.max_length is not None and length > self.max_length:
+            raise ValueError(
+                f"{option}={length} is larger than the network's max_length={self.max_length}; "
+                f"use {option} <= {self.max_length}"
+            )
+
+    # ------------------------------------------------------------------------------------------ models
+    def sampling_model(self) -> samplers.ConcreteScore | samplers.Denoiser:
+        """The network wrapped for the samplers (samplers.network_model with the loss's output kind)."""
+        self.require_kind("diffusion", "sampling with a reverse-time sampler")
+        return samplers.network_model(self.network, self.loss.output_kind)
+
+    @torch.no_grad()
+    def negative_elbo_draws(self, x0: Tensor, num_draws: int, seed: int) -> Tensor:
+        """(B, K) negative-ELBO draws (nats) of x0 (B, L), seeded by (seed, sequence content)
+        (evaluation.bounds.sequence_negative_elbo with the validation estimator); the prior term is not included."""
+        return sequence_negative_elbo(
+            self.process, self.loss, self.loss.sample_time, self.network, x0, num_draws, seed,
+            estimator=self.estimator, packed=self.packed,
+        )
+
+    def prior_nats(self, x0: Tensor) -> Tensor:
+        """(B,) float64 prior term KL(p_{1|0}(. | x0) || pi^L) per sequence (evaluation.bounds.prior_nats)."""
+        if self._prior is None and not self.loss.includes_prior:
+            self._prior = losses.PriorKL(self.process)
+        return prior_nats(self.loss, self._prior, x0)
+
+    @torch.no_grad()
+    def sequence_nats(self, x0: Tensor) -> Tensor:
+        """(B,) float64 exact -log p_theta(x0) of an autoregressive model, x0: (B, L) long."""
+        self.require_kind("autoregressive", "an exact likelihood")
+        return self.network.nll(x0).double()
+
+    @torch.no_grad()
+    def generate_ancestral(
+        self, batch_size: int, length: int, generator: torch.Generator | None = None, prefix: Tensor | None = None,
+        decoding: samplers.Decoding | None = None,
+    ) -> samplers.SamplingResult:
+        """Ancestral samples (batch_size, length) of an autoregressive model (samplers.ancestral_sample)."""
+        self.require_kind("autoregressive", "ancestral sampling")
+        return samplers.ancestral_sample(
+            self.network.next_token_log_probs, batch_size, length, prefix=prefix, decoding=decoding,
+            generator=generator, device=self.device,
+        )
+
+
+def network_max_length(network: nn.Module) -> int | None:
+    """The longest sequence `network` accepts (its or its trunk's `max_length`), None if it declares none."""
+    for owner in (network, getattr(network, "trunk", None)):
+        value = getattr(owner, "max_length", None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def load_trained(
+    ckpt_path: str | Path, config: str | Path | None = None, device: str | torch.device = "cpu"
+) -> TrainedModel:
+    """The model of a `lightning fit` checkpoint or an exported directory, ready for inference on `device`.
+
+    config: a YAML file whose `model` and `data` sections replace the stored ones. Raises ValueError (one line,
+    naming the option to change) for a missing or unreadable file, a config that does not build, weights that do
+    not fit, or a vocabulary that is not the tokenizer's.
+    """
+    checkpoint = read_checkpoint(ckpt_path, config=config)
+    tokenizer_name = checkpoint.tokenizer_name or DATA_DEFAULTS["tokenizer"].default
+    try:
+        tokenizer = tokenizer_from_name(tokenizer_name)
+    except ValueError as error:
+        raise ValueError(f"config: data.tokenizer: {error}") from None
+    if checkpoint.vocab_size is not None and checkpoint.vocab_size != tokenizer.vocab_size:
+        raise ValueError(
+            f"ckpt_path: trained with vocab_size {checkpoint.vocab_size}, but data.tokenizer={tokenizer_name!r} has "
+            f"{tokenizer.vocab_size}; pass the config the checkpoint was trained with"
+        )
+    network = load_native(checkpoint, device)
+    seq_len = checkpoint.seq_len or DATA_DEFAULTS["seq_len"].default
+    trained = TrainedModel(
+        network=network, kind=checkpoint.kind, tokenizer=tokenizer, tokenizer_name=tokenizer_name, seq_len=seq_len,
+        source=str(ckpt_path), data=checkpoint.data,
+    )
+    if checkpoint.kind == "diffusion":
+        trained.process = network.process
+        loss = checkpoint.model.get("loss", DIFFUSION_DEFAULTS["loss"])
+        trained.loss = instantiate(loss, network.process, where="model.loss")
+        settings = {key: checkpoint.model.get(key, DIFFUSION_DEFAULTS[key])
+                    for key in ("val_estimator", "packed_outputs", "val_time_samples", "seed")}
+        trained.estimator = losses.estimator_for(settings["val_estimator"], network.process, "val_estimator")
+        trained.packed = bool(settings["packed_outputs"])
+        trained.time_samples = int(settings["val_time_samples"])
+        trained.seed = int(settings["seed"])
+    return trained
