@@ -19,7 +19,7 @@ from torch import nn
 
 import ctmc
 from models.mdlm import MDLMDenoiser
-from models.pretrained.assemble import NetworkPlan, assemble
+from models.pretrained.assemble import NetworkPlan, assemble, on_meta
 from models.pretrained.ddit import DDiTShape, check_reference_state
 from models.pretrained.info import PretrainedInfo
 from models.pretrained.noise import LOG_LINEAR_EPS, gpt2_tokenizer
@@ -67,7 +67,9 @@ def mdlm_plan(
         loss="losses.MDLMNELBO",
         config=config,
     )
-    return NetworkPlan(shape, build, vocab, ctmc.ForwardProcess(ctmc.Absorbing(vocab), schedule), info, file)
+    return NetworkPlan(
+        shape, on_meta(build, file), vocab, ctmc.ForwardProcess(ctmc.Absorbing(vocab), schedule), info, file
+    )
 
 
 class MDLMHubLayout:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import ctmc
-from models.pretrained.assemble import NetworkPlan
+from models.pretrained.assemble import NetworkPlan, on_meta
 from models.pretrained.ddit import DDiTShape
 from models.pretrained.hydra_files import HydraLayout
 from models.pretrained.info import CheckpointError, PretrainedInfo
@@ -83,4 +83,4 @@ class RADDLayout(HydraLayout):
             config=config,
         )
         process = ctmc.ForwardProcess(ctmc.Absorbing(tokens), noise_schedule(config, file))
-        return NetworkPlan(shape, build, tokens, process, info, file)
+        return NetworkPlan(shape, on_meta(build, file), tokens, process, info, file)

@@ -13,7 +13,7 @@ from typing import Any
 
 import ctmc
 from models.dit import DiT
-from models.pretrained.assemble import NetworkPlan
+from models.pretrained.assemble import NetworkPlan, on_meta
 from models.pretrained.ddit import DDiTShape
 from models.pretrained.hydra_files import HydraLayout
 from models.pretrained.info import CheckpointError, PretrainedInfo
@@ -79,4 +79,4 @@ class SEDDLayout(HydraLayout):
             config=config,
         )
         process = ctmc.ForwardProcess(rate_matrix, noise_schedule(config, file))
-        return NetworkPlan(shape, build, states, process, info, file)
+        return NetworkPlan(shape, on_meta(build, file), states, process, info, file)

@@ -22,6 +22,7 @@ from pretrained_reference import (
 
 import ctmc
 import losses
+import samplers
 from models import MDLMDenoiser, from_pretrained
 
 TOKENS = 10
@@ -113,3 +114,14 @@ def test_output_feeds_the_mdlm_loss(tmp_path):
     weight = network.process.sigma(t) * torch.exp(-total) / -torch.expm1(-total)
     nll = -(log_probs.gather(-1, x0[..., None]).squeeze(-1) * (x_t == TOKENS)).sum(-1)
     torch.testing.assert_close(value, weight * nll, rtol=1e-12, atol=0)
+
+
+def test_loaded_denoiser_drives_a_sampler(tmp_path):
+    """samplers.Denoiser(net, log=True, positions=True) with the loaded process: a sampler returns clean tokens."""
+    weights = {"backbone." + name: tensor for name, tensor in _weights(seed=1).items()}
+    network = from_pretrained(write_hub(tmp_path, mdlm_hub_config(TOKENS + 1), weights))
+    sampler = samplers.EulerSampler(network.process, steps=4)
+    model = samplers.Denoiser(network, log=True, positions=True)
+    with torch.no_grad():
+        tokens = sampler.sample(model, BATCH, TINY["length"], generator=torch.Generator().manual_seed(0))
+    assert tokens.shape == (BATCH, TINY["length"]) and 0 <= int(tokens.min()) and int(tokens.max()) < TOKENS
