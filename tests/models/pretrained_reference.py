@@ -322,6 +322,7 @@ def mdlm_run_config(time_conditioning: bool = False, ema: float = 0.9999, **over
             "tie_word_embeddings": False,
         },
         "loader": {"batch_size": "${div_up:${.global_batch_size}, 2}"},  # an interpolation the loader never reads
+        "wandb": {"tags": ["loglinear", "openwebtext"], "group": None},
     }
     config.update(overrides)
     return config
