@@ -57,12 +57,20 @@ def _stand_in(global_name: str) -> Any:
 def read_lightning_checkpoint(file: Path) -> dict[str, Any]:
     """The checkpoint dict of a Lightning .ckpt, with every object of a non-allowlisted class as a PickledObject.
 
-    Raises CheckpointError naming the file when it is not a torch.save zip file or not a dict.
+    Raises CheckpointError naming the file when it is not a torch.save zip file or not a dict, or when this torch
+    cannot register stand-ins by name (torch.serialization.safe_globals with (object, name) pairs, torch 2.6).
     """
+    if torch.torch_version.TorchVersion(torch.__version__) < "2.6":
+        raise CheckpointError(
+            f"{file}: reading a Lightning .ckpt without running its code needs torch >= 2.6, this is "
+            f"{torch.__version__}; upgrade torch"
+        )
     try:
         unknown = torch.serialization.get_unsafe_globals_in_checkpoint(file)
     except Exception as error:  # not a zip written by torch.save, or a TorchScript archive
-        raise CheckpointError(f"{file}: not a checkpoint written by torch.save ({error})") from error
+        raise CheckpointError(
+            f"{file}: not a checkpoint written by torch.save ({error}); pass a checkpoint directory or a .ckpt"
+        ) from error
     with torch.serialization.safe_globals([(_stand_in(name), name) for name in unknown]):
         content = load_torch(file)
     if not isinstance(content, dict):

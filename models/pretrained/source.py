@@ -58,8 +58,9 @@ class CheckpointSource:
     def found(self) -> str:
         """What identifies this source, for the message of an unknown layout."""
         if self.path.is_file():
-            keys = sorted(self.lightning_checkpoint or {})
-            return f"{self.path}: a checkpoint file with top-level keys {keys}"
+            keys = sorted(map(str, self.lightning_checkpoint or {}))
+            shown = keys if len(keys) <= 8 else [*keys[:8], f"... {len(keys) - 8} more"]
+            return f"{self.path}: a checkpoint file with top-level keys {shown}"
         if self.hydra_config is not None:
             config, file = self.hydra_config
             model = config.get("model")
