@@ -108,24 +108,27 @@ def _check_rotary(inverse_frequencies: Tensor, shape: DDiTShape, file: Path, key
 
 
 def check_reference_state(
-    state: Mapping[str, Tensor], shape: DDiTShape, file: Path, prefix: str = ""
+    state: Mapping[str, Tensor], shape: DDiTShape, file: Path, prefix: str = "", location: str = ""
 ) -> dict[str, Tensor]:
     """The reference parameters in `state` (their keys start with `prefix`, e.g. MDLM's "backbone."), by reference
     name, after checking every key of parameter_shapes(shape) is there with its shape, and nothing else but the
-    optional rotary buffer (whose frequencies are checked). CheckpointError naming file and key otherwise."""
+    optional rotary buffer (whose frequencies are checked). CheckpointError naming file and key otherwise; the
+    key is shown as location + key (location: where the state dict sits in the file, e.g. "state_dict.")."""
     expected = parameter_shapes(shape)
     for name, size in expected.items():
         key = prefix + name
         if key not in state:
-            raise CheckpointError(f"{file}: key '{key}' is missing (a weight of shape {size} by the config)")
+            raise CheckpointError(f"{file}: key '{location}{key}' is missing (a weight of shape {size} by the config)")
         if tuple(state[key].shape) != size:
-            raise CheckpointError(f"{file}: key '{key}' has shape {tuple(state[key].shape)}, the config implies {size}")
+            raise CheckpointError(
+                f"{file}: key '{location}{key}' has shape {tuple(state[key].shape)}, the config implies {size}"
+            )
     for key in state:
         name = key[len(prefix) :] if key.startswith(prefix) else None
         if name == ROTARY_KEY:
-            _check_rotary(state[key], shape, file, key)
+            _check_rotary(state[key], shape, file, location + key)
         elif name not in expected:
-            raise CheckpointError(f"{file}: unexpected key '{key}': the config's network has no such weight")
+            raise CheckpointError(f"{file}: unexpected key '{location}{key}': the config's network has no such weight")
     return {name: state[prefix + name] for name in expected}
 
 

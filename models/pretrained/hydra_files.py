@@ -37,7 +37,7 @@ def hydra_weights(
         raise CheckpointError(
             f"{file}: keys 'model' and 'ema' are missing; expected the references' save_checkpoint dict"
         )
-    check_reference_state(as_state_dict(checkpoint["model"], file, "key 'model'"), shape, file)
+    check_reference_state(as_state_dict(checkpoint["model"], file, "key 'model'"), shape, file, location="model.")
     return ema_parameters(checkpoint["ema"], shape, file), file, True
 
 

@@ -95,7 +95,7 @@ class MDLMLightningLayout:
                 f"{file}: key 'state_dict.{EMBEDDING_KEY}' is missing or not a (states, width) matrix"
             )
         plan = self.plan(config, file, states=state[EMBEDDING_KEY].shape[0])
-        parameters = check_reference_state(state, plan.shape, file, prefix=BACKBONE)
+        parameters = check_reference_state(state, plan.shape, file, prefix=BACKBONE, location="state_dict.")
         ema = setting(config, "training.ema", file, float, prefix=CONFIG_KEY) > 0
         if ema:
             parameters = ema_parameters(checkpoint.get("ema"), plan.shape, file)

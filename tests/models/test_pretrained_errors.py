@@ -166,3 +166,14 @@ def test_unreadable_weights_name_the_file(tmp_path):
     write_hub(tmp_path, sedd_config(TOKENS), {"w": torch.zeros(1)}, "pytorch_model.bin")
     torch.save({"weights": Path("x")}, tmp_path / "pytorch_model.bin")
     _raises(CheckpointError, tmp_path, "pytorch_model.bin", "torch.load(weights_only=True) cannot read it")
+
+
+def test_bad_weights_are_located_in_run_and_lightning_files(tmp_path):
+    """A missing weight in checkpoint.pth's "model" or in a .ckpt's "state_dict" is named with that location."""
+    weights = _sedd_weights()
+    shadow = parameters_only(weights)
+    del weights["blocks.0.mlp.2.bias"]
+    write_hydra_run(tmp_path / "run", sedd_config(TOKENS), weights, shadow)
+    _raises(CheckpointError, tmp_path / "run", "checkpoint.pth", "key 'model.blocks.0.mlp.2.bias' is missing")
+    file = write_mdlm_checkpoint(tmp_path / "run.ckpt", mdlm_run_config(), weights, shadow, tmp_path / "marker")
+    _raises(CheckpointError, file, "run.ckpt", "key 'state_dict.backbone.blocks.0.mlp.2.bias' is missing")
