@@ -17,7 +17,8 @@ from ctmc.checks import as_time
 
 
 class NoiseSchedule(ABC):
-    """A rate sigma(t) >= 0 on t in [0, 1] with total(0) = 0; all methods are differentiable in t."""
+    """A rate sigma(t) >= 0 on t in [0, 1] with total(0) = 0 (except Geometric(start_at_sigma_min=True), SEDD's
+    verbatim); all methods are differentiable in t."""
 
     def sigma(self, t: Tensor | float) -> Tensor:
         """The noise rate sigma(t) = d total / dt. t: (...) float in [0, 1]. Returns (...)."""
@@ -32,7 +33,14 @@ class NoiseSchedule(ABC):
         total = as_time(total, name="total")
         # The bound total(1) is evaluated in total's own dtype: a float32 bound can round below a float64 total(1).
         upper = float(self._total(torch.ones((), dtype=total.dtype)))
-        return self._inverse_total(as_time(total, name="total", upper=upper))
+        total = as_time(total, name="total", upper=upper)
+        lower = float(self._total(torch.zeros((), dtype=total.dtype)))  # 0, except Geometric(start_at_sigma_min)
+        if lower > 0 and bool((total < lower).any()):
+            raise ValueError(
+                f"total must be >= total(0) = {lower:.6g} (this schedule starts above 0), got min "
+                f"{total.min().item():.6g}; pass totals in [total(0), total(1)]"
+            )
+        return self._inverse_total(total)
 
     @abstractmethod
     def _sigma(self, t: Tensor) -> Tensor: ...
@@ -77,28 +85,41 @@ class Geometric(NoiseSchedule):
     total(t) = sigma_min ((sigma_max / sigma_min)^t - 1), the exact integral from 0, so that total(0) = 0 and
     time 0 is clean data. (SEDD's code uses sigma_min^{1-t} sigma_max^t, which is this plus the constant
     sigma_min; with the usual sigma_min = 1e-4 the difference is negligible, but it would leave noise at t = 0.)
+
+    start_at_sigma_min=True gives SEDD's total verbatim, total(t) = sigma_min^{1-t} sigma_max^t (GeometricNoise in
+    SEDD's noise_lib.py; the rate is the same): total(0) = sigma_min, so x_0 is already noised by sigma_min and
+    inverse_total accepts totals in [sigma_min, sigma_max]. Use it to run a released SEDD model with the noise
+    levels it was trained on (models.from_pretrained does); the losses then leave out the t = 0 term, as SEDD's do.
     """
 
-    def __init__(self, sigma_min: float = 1e-4, sigma_max: float = 20.0) -> None:
+    def __init__(self, sigma_min: float = 1e-4, sigma_max: float = 20.0, start_at_sigma_min: bool = False) -> None:
         if not (isinstance(sigma_min, (int, float)) and isinstance(sigma_max, (int, float))):
             raise TypeError("sigma_min and sigma_max must be numbers")
         if not (0.0 < sigma_min < sigma_max < math.inf):
             raise ValueError(f"need 0 < sigma_min < sigma_max < inf, got sigma_min={sigma_min}, sigma_max={sigma_max}")
+        if not isinstance(start_at_sigma_min, bool):
+            raise TypeError(f"start_at_sigma_min must be a bool, got {type(start_at_sigma_min).__name__}")
         self.sigma_min = float(sigma_min)
         self.sigma_max = float(sigma_max)
+        self.start_at_sigma_min = start_at_sigma_min
         self._log_ratio = math.log(self.sigma_max / self.sigma_min)
 
     def _sigma(self, t: Tensor) -> Tensor:
         return self.sigma_min * torch.exp(t * self._log_ratio) * self._log_ratio
 
     def _total(self, t: Tensor) -> Tensor:
+        if self.start_at_sigma_min:
+            return self.sigma_min * torch.exp(t * self._log_ratio)
         return self.sigma_min * torch.expm1(t * self._log_ratio)
 
     def _inverse_total(self, total: Tensor) -> Tensor:
+        if self.start_at_sigma_min:
+            return torch.log(total / self.sigma_min) / self._log_ratio
         return torch.log1p(total / self.sigma_min) / self._log_ratio
 
     def __repr__(self) -> str:
-        return f"Geometric(sigma_min={self.sigma_min}, sigma_max={self.sigma_max})"
+        start = ", start_at_sigma_min=True" if self.start_at_sigma_min else ""
+        return f"Geometric(sigma_min={self.sigma_min}, sigma_max={self.sigma_max}{start})"
 
 
 class PiecewiseLinear(NoiseSchedule):

@@ -1,12 +1,15 @@
-"""Plain nn.Module networks: the SEDD score transformer, the RADD denoiser and an autoregressive baseline.
+"""Plain nn.Module networks: the SEDD score transformer, the RADD and MDLM denoisers and an autoregressive baseline.
 
 Nothing here knows about Lightning or CTMCs: a network maps tokens (B, L) (and a noise level) to
-(B, L, S) log-scores or log-probabilities (the AR model: next-token log-probabilities). See docs/models.md.
+(B, L, S) log-scores or log-probabilities (the AR model: next-token log-probabilities). `from_pretrained` loads
+the papers' released checkpoints into them (models.pretrained). See docs/models.md.
 """
 
 from models.ar import ARTransformer
 from models.dit import DiT, log_expm1
+from models.mdlm import MDLMDenoiser
 from models.presets import PRESETS, ModelSize, count_parameters
+from models.pretrained import PretrainedInfo, from_pretrained
 from models.radd import RADDDenoiser
 from models.rotary import Rotation, apply_rotary, rotary_rotation
 
@@ -14,11 +17,14 @@ __all__ = [
     "PRESETS",
     "ARTransformer",
     "DiT",
+    "MDLMDenoiser",
     "ModelSize",
+    "PretrainedInfo",
     "RADDDenoiser",
     "Rotation",
     "apply_rotary",
     "count_parameters",
+    "from_pretrained",
     "log_expm1",
     "rotary_rotation",
 ]

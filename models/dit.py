@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ctmc.checks import check_int
 from ctmc.noise_ratio import log_expm1
-from models.noise_embedding import NoiseEmbedding
+from models.noise_embedding import NoiseEmbedding, check_total_noise
 from models.presets import count_parameters, preset_arguments
 from models.trunk import TransformerTrunk, check_where
 
@@ -111,28 +111,7 @@ class DiT(nn.Module):
         """Raise a TypeError/ValueError naming `sigma` unless it is a (batch_size,) finite float tensor, >= 0
         (> 0 with the absorbing parameterisation, where log(e^sigma - 1) diverges at 0).
         """
-        if not isinstance(sigma, Tensor):
-            raise TypeError(
-                f"sigma must be a torch.Tensor of shape (batch,), got {type(sigma).__name__}; "
-                "pass torch.full((batch,), value)"
-            )
-        if not sigma.is_floating_point():
-            raise TypeError(f"sigma must be a floating-point tensor, got {sigma.dtype}; pass sigma.float()")
-        if sigma.shape != (batch_size,):
-            raise ValueError(
-                f"sigma must have shape (batch,) = ({batch_size},), one total noise level per sequence, got "
-                f"{tuple(sigma.shape)}; use sigma.reshape(-1) or sigma.expand({batch_size})"
-            )
-        if torch.compiler.is_compiling():
-            return
-        if self.absorbing_parameterization:
-            if not bool(torch.isfinite(sigma).all() & (sigma > 0).all()):
-                raise ValueError(
-                    "sigma must be finite and > 0 with absorbing_parameterization (log(e^sigma - 1) "
-                    f"diverges at 0), got min {float(sigma.min())}; sample t away from 0"
-                )
-        elif not bool(torch.isfinite(sigma).all() & (sigma >= 0).all()):
-            raise ValueError(f"sigma must be finite and >= 0, got min {float(sigma.min())}")
+        check_total_noise(sigma, batch_size, positive=self.absorbing_parameterization)
 
     @torch.no_grad()
     def init_output_bias(self, log_probs: Tensor) -> None:

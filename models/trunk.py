@@ -146,7 +146,10 @@ class TransformerTrunk(nn.Module):
         Every position is computed, whatever the caller projects afterwards: attention reads all of them.
         """
         h = self.embedding(x)  # (B, L, H)
-        rotation = rotary_rotation(torch.arange(x.shape[1], device=x.device), self.head_dim)
+        # float64 positions give float64 tables: a float64 model (reference tests) rotates in float64 throughout.
+        float64 = self.embedding.weight.dtype == torch.float64
+        positions = torch.arange(x.shape[1], device=x.device, dtype=torch.float64 if float64 else torch.long)
+        rotation = rotary_rotation(positions, self.head_dim)
         if self.mixing:
             h = self.mixing[0](h)
         for index, block in enumerate(self.blocks):

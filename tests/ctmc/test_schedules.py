@@ -94,3 +94,32 @@ def test_inverse_total_accepts_total_at_one_in_either_dtype(schedule, dtype):
     float32 and refused the float64 total(1) of LogLinear(eps=0.375) as out of range)."""
     one = torch.ones((), dtype=dtype)
     assert schedule.inverse_total(schedule.total(one)).item() == pytest.approx(1.0, abs=1e-6)
+
+
+@given(st.floats(1e-5, 1.0), st.floats(1.5, 1e5), UNIT_TIMES)
+def test_geometric_started_at_sigma_min_is_sedds_formula(low, ratio, t):
+    """Geometric(start_at_sigma_min=True) against SEDD's GeometricNoise closed forms written in numpy:
+    total = sigma_min^{1-t} sigma_max^t and rate = total log(sigma_max / sigma_min) (relative 1e-12); the rate
+    equals the default Geometric's, total(t) - total(0) = integral of sigma (scipy.integrate.quad, relative 1e-9,
+    absolute 1e-15 sigma_min for the cancellation of the difference),
+    and inverse_total round-trips (absolute 1e-12)."""
+    high = low * ratio
+    schedule = ctmc.Geometric(sigma_min=low, sigma_max=high, start_at_sigma_min=True)
+    total_sedd = np.float64(low) ** (1 - t) * np.float64(high) ** t
+    assert schedule.total(as64(t)).item() == pytest.approx(total_sedd, rel=1e-12)
+    assert schedule.sigma(as64(t)).item() == pytest.approx(total_sedd * np.log(high / low), rel=1e-12)
+    assert schedule.sigma(as64(t)).item() == ctmc.Geometric(sigma_min=low, sigma_max=high).sigma(as64(t)).item()
+    integral, _ = scipy.integrate.quad(lambda s: schedule.sigma(as64(s)).item(), 0.0, t, epsabs=0, epsrel=1e-12)
+    increase = (schedule.total(as64(t)) - schedule.total(as64(0.0))).item()  # cancels to ~1e-16 total(0) at t ~ 0
+    assert increase == pytest.approx(integral, rel=1e-9, abs=1e-15 * low)
+    assert schedule.inverse_total(schedule.total(as64(t))).item() == pytest.approx(t, abs=1e-12)
+
+
+def test_geometric_started_at_sigma_min_refuses_totals_below_sigma_min():
+    """inverse_total is defined on [sigma_min, total(1)] only; below it raises a ValueError naming total(0)."""
+    schedule = ctmc.Geometric(sigma_min=1e-4, sigma_max=20.0, start_at_sigma_min=True)
+    assert schedule.total(as64(0.0)).item() == pytest.approx(1e-4, rel=1e-15)
+    with pytest.raises(ValueError, match=r"total must be >= total\(0\)"):
+        schedule.inverse_total(as64(0.5e-4))
+    with pytest.raises(TypeError, match="start_at_sigma_min must be a bool"):
+        ctmc.Geometric(start_at_sigma_min=1)
