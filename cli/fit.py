@@ -32,7 +32,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from cli.arguments import SIGNAL_EXIT_BASE, fail
-from models.native import Checkpoint, read_checkpoint
+from models.pretrained.native import Checkpoint, read_checkpoint
 from training.base_module import TrainingModule
 from training.checkpoint import AtomicModelCheckpoint
 from training.datamodule import TextDataModule

@@ -19,7 +19,6 @@ from typing import Any
 from cli.arguments import SIGNAL_EXIT_BASE
 from training.allocator import retain_freed_memory
 
-
 JUDGE_OPTIONS = ("--judge", "--samples")  # `lightning evaluate` with one of these is `lightning judge`
 
 

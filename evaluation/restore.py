@@ -1,11 +1,11 @@
 """A trained model, restored for inference without Lightning: `TrainedModel` and `load_trained`.
 
-`load_trained(path)` reads a checkpoint of `lightning fit` or an exported directory (models.native), and builds
-the EMA network, the forward process and the loss its config names, with the tokenizer and the block length it
-was trained on. Everything the commands and benchmarks compute (bounds, fixed-order likelihoods, samples, the
-AR judge) takes this record, so that the same code evaluates a model whatever wrote it. The training module
-(training.module.DiffusionModule) calls the same functions (evaluation.bounds, samplers.network_model) on its
-own objects, so `lightning evaluate` and `lightning fit`'s validation compute the same numbers.
+`load_trained(path)` loads a checkpoint of `lightning fit`, a directory of `lightning export` or a released SEDD,
+RADD or MDLM model (models.from_pretrained), and adds the loss its config names, the tokenizer and the block length
+it was trained on. Everything the commands and benchmarks compute (bounds, fixed-order likelihoods, samples, the AR
+judge) takes this record, so that the same code evaluates a model whatever wrote it. The training module
+(training.module.DiffusionModule) calls the same functions (evaluation.bounds, samplers.network_model) on its own
+objects, so `lightning evaluate` and `lightning fit`'s validation compute the same numbers.
 """
 
 from __future__ import annotations
@@ -23,7 +23,16 @@ import losses
 import samplers
 from data import TextBlocks, Tokenizer, tokenizer_from_name
 from evaluation.bounds import prior_nats, sequence_negative_elbo
-from models.native import DIFFUSION_DEFAULTS, article, instantiate, load_native, read_checkpoint
+from models.pretrained import CheckpointError, detect_layout
+from models.pretrained.native import (
+    DIFFUSION_DEFAULTS,
+    NativeLayout,
+    article,
+    instantiate,
+    load_native,
+    read_checkpoint,
+)
+from models.pretrained.source import CheckpointSource
 
 DATA_DEFAULTS = inspect.signature(TextBlocks).parameters  # the data defaults, for a config that omits a key
 
@@ -137,40 +146,67 @@ def network_max_length(network: nn.Module) -> int | None:
     return None
 
 
-def load_trained(
-    ckpt_path: str | Path, config: str | Path | None = None, device: str | torch.device = "cpu"
-) -> TrainedModel:
-    """The model of a `lightning fit` checkpoint or an exported directory, ready for inference on `device`.
-
-    config: a YAML file whose `model` and `data` sections replace the stored ones. Raises ValueError (one line,
-    naming the option to change) for a missing or unreadable file, a config that does not build, weights that do
-    not fit, or a vocabulary that is not the tokenizer's.
-    """
-    checkpoint = read_checkpoint(ckpt_path, config=config)
-    tokenizer_name = checkpoint.tokenizer_name or DATA_DEFAULTS["tokenizer"].default
+def check_vocabulary(vocab_size: int | None, tokenizer_name: str, path: Path) -> Tokenizer:
+    """The tokenizer named `tokenizer_name`, after checking that it has the model's vocab_size (None: unknown)."""
     try:
         tokenizer = tokenizer_from_name(tokenizer_name)
     except ValueError as error:
-        raise ValueError(f"config: data.tokenizer: {error}") from None
-    if checkpoint.vocab_size is not None and checkpoint.vocab_size != tokenizer.vocab_size:
+        raise ValueError(f"--ckpt_path: {str(path)!r}: data.tokenizer: {error}") from None
+    if vocab_size is not None and vocab_size != tokenizer.vocab_size:
         raise ValueError(
-            f"ckpt_path: trained with vocab_size {checkpoint.vocab_size}, but data.tokenizer={tokenizer_name!r} has "
-            f"{tokenizer.vocab_size}; pass the config the checkpoint was trained with"
+            f"--ckpt_path: {str(path)!r} was trained with vocab_size {vocab_size}, but its tokenizer "
+            f"{tokenizer_name!r} has {tokenizer.vocab_size}; pass the config the checkpoint was trained with"
         )
-    network = load_native(checkpoint, device)
-    seq_len = checkpoint.seq_len or DATA_DEFAULTS["seq_len"].default
+    return tokenizer
+
+
+def load_trained(
+    ckpt_path: str | Path, config: str | Path | None = None, device: str | torch.device = "cpu"
+) -> TrainedModel:
+    """The model at `ckpt_path` (models.from_pretrained: a `lightning fit` checkpoint, an exported directory, a
+    released SEDD, RADD or MDLM checkpoint), ready for inference on `device`.
+
+    config: a YAML file whose `model` and `data` sections replace the ones stored in a checkpoint of this project.
+    Raises ValueError (one line, naming the option to change) for a missing or unreadable file, a config that does
+    not build, weights that do not fit, or a vocabulary that is not the tokenizer's.
+    """
+    path = Path(ckpt_path)
+    try:
+        record = None
+        if config is not None:
+            record = read_checkpoint(path, config=config)
+        else:
+            source = CheckpointSource(path)
+            layout = detect_layout(source)
+            if isinstance(layout, NativeLayout):
+                record = layout.record(source)
+            else:
+                network = layout.load(source, torch.device(device))
+        if record is not None:
+            check_vocabulary(record.vocab_size, record.tokenizer_name or DATA_DEFAULTS["tokenizer"].default, path)
+            network = load_native(record, device)
+    except (CheckpointError, FileNotFoundError) as error:  # the library's own messages name the file, not the option
+        raise ValueError(f"--ckpt_path: {error}") from None
+    info = network.pretrained
+    settings = dict(info.config.get("model", {})) if info.layout == "native" else {}
+    data = dict(info.config.get("data", {})) if info.layout == "native" else {}
+    tokenizer_name = info.tokenizer or (DATA_DEFAULTS["tokenizer"].default if info.layout == "native" else None)
+    if tokenizer_name is None:
+        raise ValueError(f"--ckpt_path: {str(path)!r} does not say which tokenizer its data used; this toolkit reads "
+                         "GPT-2 BPE (gpt2) and byte (char) models")
+    tokenizer = check_vocabulary(info.vocab_size, tokenizer_name, path)
+    seq_len = info.seq_len or DATA_DEFAULTS["seq_len"].default
     trained = TrainedModel(
-        network=network, kind=checkpoint.kind, tokenizer=tokenizer, tokenizer_name=tokenizer_name, seq_len=seq_len,
-        source=str(ckpt_path), data=checkpoint.data,
+        network=network, kind=info.kind, tokenizer=tokenizer, tokenizer_name=tokenizer_name, seq_len=seq_len,
+        source=str(ckpt_path), data=data,
     )
-    if checkpoint.kind == "diffusion":
+    if info.kind == "diffusion":
         trained.process = network.process
-        loss = checkpoint.model.get("loss", DIFFUSION_DEFAULTS["loss"])
+        loss = settings.get("loss", info.loss)
         trained.loss = instantiate(loss, network.process, where="model.loss")
-        settings = {key: checkpoint.model.get(key, DIFFUSION_DEFAULTS[key])
-                    for key in ("val_estimator", "packed_outputs", "val_time_samples", "seed")}
-        trained.estimator = losses.estimator_for(settings["val_estimator"], network.process, "val_estimator")
-        trained.packed = bool(settings["packed_outputs"])
-        trained.time_samples = int(settings["val_time_samples"])
-        trained.seed = int(settings["seed"])
+        choice = settings.get("val_estimator", DIFFUSION_DEFAULTS["val_estimator"])
+        trained.estimator = losses.estimator_for(choice, network.process, "val_estimator")
+        trained.packed = bool(settings.get("packed_outputs", DIFFUSION_DEFAULTS["packed_outputs"]))
+        trained.time_samples = int(settings.get("val_time_samples", DIFFUSION_DEFAULTS["val_time_samples"]))
+        trained.seed = int(settings.get("seed", DIFFUSION_DEFAULTS["seed"]))
     return trained

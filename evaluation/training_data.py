@@ -9,7 +9,7 @@ from torch import Tensor
 
 from data import TextBlocks, unigram_log_probs
 from evaluation.restore import TrainedModel
-from models.native import read_checkpoint
+from models.pretrained.native import read_checkpoint
 
 DATA_MODULE_ONLY = ("batch_size", "num_workers")  # arguments of the Lightning data module, not of the blocks
 

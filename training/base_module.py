@@ -35,7 +35,7 @@ from ctmc.checks import check_int
 from data import unigram_log_probs
 from evaluation.bounds import ratio_estimate
 from evaluation.restore import network_max_length
-from models.native import CONFIG_KEY, record_of
+from models.pretrained.native import CONFIG_KEY, record_of
 from training.ema import frozen_copy, update_average
 from training.lr_schedule import Decay, warmup_decay
 
@@ -223,7 +223,7 @@ class TrainingModule(pl.LightningModule):
         checkpoint[CONFIG_KEY] = {"vocab_size": self.vocab_size, "kind": self.KIND, "config": self.run_config}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse a checkpoint of another model kind or vocabulary (models.native.Checkpoint.check_fits)."""
+        """Refuse a checkpoint of another model kind or vocabulary (models.pretrained.native.Checkpoint.check_fits)."""
         record_of(checkpoint, "the checkpoint", "ckpt_path").check_fits(self.KIND, self.vocab_size, "ckpt_path")
 
     on_test_epoch_end = on_validation_epoch_end

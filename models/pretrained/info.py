@@ -13,17 +13,20 @@ class CheckpointError(ValueError):
 
 @dataclass(frozen=True)
 class PretrainedInfo:
-    """Facts about a loaded released checkpoint, for the commands that sample, evaluate or fine-tune it.
+    """Facts about a loaded checkpoint, for the commands that sample, evaluate or fine-tune it.
 
-    layout: "sedd", "radd" or "mdlm"; path: the directory or file given to from_pretrained; weights: the file the
-    weights were read from; ema: True when they are the exponential moving average kept in training (a run
-    directory, a Lightning .ckpt), False for the single set of weights of a hub directory; vocab_size: V, the clean
-    tokens (the mask excluded); seq_len: the trained context (the config's model length); tokenizer: "gpt2" for
-    GPT-2 BPE data, None when the config does not say; output: "log_score" (a concrete-score network read at
-    sigma-bar, models.DiT) or "log_probs" (a clean-token denoiser, (B, L, V) log-probabilities); time_conditioned:
-    whether the network reads sigma-bar; loss: the name of this project's loss for the model's training objective
-    ("losses.ScoreEntropy", "losses.TDCE", "losses.LambdaDCE", "losses.MDLMNELBO"); config: the raw config.
+    layout: "native" (this project's checkpoint or exported directory), "sedd", "radd" or "mdlm"; path: the
+    directory or file given to from_pretrained; weights: the file the weights were read from; ema: True when they
+    are the exponential moving average kept in training (a run directory, a Lightning .ckpt), False for the single
+    set of weights of a hub directory; vocab_size: V, the clean tokens (the mask excluded); seq_len: the trained
+    context (the config's model length); tokenizer: "gpt2" for GPT-2 BPE data, None when the config does not say;
+    output: "log_score" (a concrete-score network read at sigma-bar, models.DiT) or "log_probs" (a clean-token
+    denoiser, (B, L, V) log-probabilities); time_conditioned: whether the network reads sigma-bar; loss: the name of
+    this project's loss for the model's training objective ("losses.ScoreEntropy", "losses.TDCE",
+    "losses.LambdaDCE", "losses.MDLMNELBO"; None for an autoregressive model); config: the raw config (for "native":
+    the training run's `model` and `data` sections); kind: "diffusion" or "autoregressive".
     """
+
 
     layout: str
     path: str
@@ -34,5 +37,6 @@ class PretrainedInfo:
     tokenizer: str | None
     output: str
     time_conditioned: bool
-    loss: str
+    loss: str | None
     config: Mapping[str, Any] = field(repr=False, hash=False)
+    kind: str = "diffusion"

@@ -54,12 +54,26 @@ def _stand_in(global_name: str) -> Any:
     return type(global_name.rsplit(".", 1)[-1], (PickledObject,), {"global_name": global_name})
 
 
-def read_lightning_checkpoint(file: Path) -> dict[str, Any]:
-    """The checkpoint dict of a Lightning .ckpt, with every object of a non-allowlisted class as a PickledObject.
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's archive format is a zip file
+PICKLE_PROTOCOL_BYTE = 0x80  # the first byte of a pickle of protocol >= 2
 
-    Raises CheckpointError naming the file when it is not a torch.save zip file or not a dict, or when this torch
-    cannot register stand-ins by name (torch.serialization.safe_globals with (object, name) pairs, torch 2.6).
+
+def read_lightning_checkpoint(file: Path) -> dict[str, Any]:
+    """The checkpoint dict of a .ckpt (a `lightning fit` checkpoint, or another code base's Lightning checkpoint),
+    with every object of a non-allowlisted class as a PickledObject.
+
+    Raises CheckpointError, one line naming the file, when it is not a torch.save archive (a text file, a plain
+    pickle), when the archive is damaged or cut short, when it is not a dict, or when this torch cannot register
+    stand-ins by name (torch.serialization.safe_globals with (object, name) pairs, torch 2.6).
     """
+    with open(file, "rb") as handle:
+        head = handle.read(len(ZIP_MAGIC))
+    if head != ZIP_MAGIC:
+        what = "a pickle, not a torch.save archive" if head[:1] == bytes([PICKLE_PROTOCOL_BYTE]) else (
+            "not a PyTorch archive")
+        readable = "is not a readable checkpoint" if head[:1] == bytes([PICKLE_PROTOCOL_BYTE]) else (
+            "is not a checkpoint written by `lightning fit`")
+        raise CheckpointError(f"{str(file)!r} {readable} ({what}); give a checkpoint written by `lightning fit`")
     if torch.torch_version.TorchVersion(torch.__version__) < "2.6":
         raise CheckpointError(
             f"{file}: reading a Lightning .ckpt without running its code needs torch >= 2.6, this is "
@@ -67,12 +81,13 @@ def read_lightning_checkpoint(file: Path) -> dict[str, Any]:
         )
     try:
         unknown = torch.serialization.get_unsafe_globals_in_checkpoint(file)
-    except Exception as error:  # not a zip written by torch.save, or a TorchScript archive
+        with torch.serialization.safe_globals([(_stand_in(name), name) for name in unknown]):
+            content = load_torch(file)
+    except Exception as error:  # a damaged or cut-short zip: torch and zipfile raise several kinds
         raise CheckpointError(
-            f"{file}: not a checkpoint written by torch.save ({error}); pass a checkpoint directory or a .ckpt"
-        ) from error
-    with torch.serialization.safe_globals([(_stand_in(name), name) for name in unknown]):
-        content = load_torch(file)
+            f"{str(file)!r} is not a readable checkpoint (a damaged or cut-short archive: {type(error).__name__}); "
+            "give a checkpoint written by `lightning fit` (a file cut short by a crash or a copy is not readable)"
+        ) from None
     if not isinstance(content, dict):
         raise CheckpointError(f"{file}: a Lightning checkpoint is a dict, got {type(content).__name__}")
     return content

@@ -14,6 +14,7 @@ from torch import nn
 from models.pretrained.info import CheckpointError
 from models.pretrained.mdlm import MDLMHubLayout
 from models.pretrained.mdlm_lightning import MDLMLightningLayout
+from models.pretrained.native import NativeLayout
 from models.pretrained.radd import RADDLayout
 from models.pretrained.sedd import SEDDLayout
 from models.pretrained.source import CheckpointSource
@@ -30,7 +31,7 @@ class Layout(Protocol):
     def load(self, source: CheckpointSource, device: torch.device) -> nn.Module: ...
 
 
-LAYOUTS: tuple[Layout, ...] = (SEDDLayout(), RADDLayout(), MDLMHubLayout(), MDLMLightningLayout())
+LAYOUTS: tuple[Layout, ...] = (NativeLayout(), SEDDLayout(), RADDLayout(), MDLMHubLayout(), MDLMLightningLayout())
 
 
 def detect_layout(source: CheckpointSource) -> Layout:
@@ -46,9 +47,12 @@ def detect_layout(source: CheckpointSource) -> Layout:
 
 
 def from_pretrained(path: str | Path, *, device: str | torch.device = "cpu") -> nn.Module:
-    """A released SEDD, RADD or MDLM checkpoint as this project's network, in eval mode, float32, on `device`.
+    """A checkpoint of this project or a released SEDD, RADD or MDLM checkpoint as this project's network, in eval
+    mode, on `device`.
 
-    path: a directory (config.json with model.safetensors or pytorch_model.bin; or a SEDD/RADD run directory with
+    path: a `lightning fit` checkpoint file or a `lightning export` directory (models.pretrained.native: the EMA
+    weights, float32 as trained); a directory (config.json with model.safetensors or pytorch_model.bin; or a
+    SEDD/RADD run directory with
     .hydra/config.yaml and checkpoints-meta/checkpoint.pth) or an MDLM Lightning .ckpt file. Returns models.DiT
     (SEDD: net(x, sigma) is SEDD's log concrete score), models.RADDDenoiser (RADD: net(x) is log p(x0 | x_t) over
     the V clean tokens) or models.MDLMDenoiser (MDLM's SUBS log-probabilities), with the weights of the checkpoint

@@ -9,6 +9,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from models.pretrained.info import CheckpointError
 from models.pretrained.lightning import read_lightning_checkpoint
 from models.pretrained.reading import read_json, read_yaml
 
@@ -23,13 +24,15 @@ class CheckpointSource:
         self.path = Path(path)
         if not self.path.exists():
             raise FileNotFoundError(
-                f"{self.path}: not found; pass a checkpoint directory (config.json and weights, or a SEDD/RADD run "
-                "directory) or an MDLM Lightning .ckpt file"
+                f"{str(self.path)!r} does not exist; give a checkpoint written by `lightning fit`, a directory "
+                "written by `lightning export` or a released model's directory (config.json beside its weights)"
             )
         if self.path.is_dir() and not (self.path / CONFIG_JSON).is_file() and not (self.path / HYDRA_CONFIG).is_file():
-            raise FileNotFoundError(
-                f"{self.path / CONFIG_JSON}: not found (nor {HYDRA_CONFIG}); a released checkpoint directory holds "
-                "config.json next to its weights, a SEDD/RADD run directory .hydra/config.yaml"
+            found = sorted(self.path.glob("**/last.ckpt"))
+            example = f", e.g. {str(found[-1])!r}" if found else ""
+            raise CheckpointError(
+                f"{str(self.path)!r} is a directory without {CONFIG_JSON} (nor {HYDRA_CONFIG}); give a checkpoint file "
+                f"in it{example}, or a released model's directory (config.json beside its weights)"
             )
 
     @cached_property

@@ -42,9 +42,9 @@ def _raises(error: type[Exception], path: Path, *fragments: str) -> None:
 
 def test_missing_path_and_missing_config(tmp_path):
     """A path that is not there; a directory without config.json (nor .hydra/config.yaml)."""
-    _raises(FileNotFoundError, tmp_path / "nowhere", "nowhere", "not found")
+    _raises(FileNotFoundError, tmp_path / "nowhere", "nowhere", "does not exist")
     (tmp_path / "empty").mkdir()
-    _raises(FileNotFoundError, tmp_path / "empty", str(tmp_path / "empty" / "config.json"), "not found")
+    _raises(CheckpointError, tmp_path / "empty", str(tmp_path / "empty"), "is a directory without config.json")
 
 
 def test_missing_weights_file(tmp_path):
@@ -156,7 +156,7 @@ def test_unsupported_mdlm_options(tmp_path, overrides, fragments):
 def test_file_that_is_not_a_checkpoint(tmp_path):
     """A file torch.save did not write; a torch.save file that is not a Lightning checkpoint of a known layout."""
     (tmp_path / "notes.ckpt").write_text("not a checkpoint")
-    _raises(CheckpointError, tmp_path / "notes.ckpt", "notes.ckpt", "not a checkpoint written by torch.save")
+    _raises(CheckpointError, tmp_path / "notes.ckpt", "notes.ckpt", "(not a PyTorch archive)")
     torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
     _raises(CheckpointError, tmp_path / "other.ckpt", "other.ckpt", "unknown layout", "['state_dict']")
 

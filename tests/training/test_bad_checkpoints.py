@@ -18,7 +18,7 @@ from test_cli import CONFIGS, tiny_args, tiny_corpus
 from test_sample import make_checkpoint
 
 from cli.main import main
-from models.native import CONFIG_KEY
+from models.pretrained.native import CONFIG_KEY
 
 CASES = ["missing", "directory", "truncated", "foreign pickle", "text file", "other model kind", "other vocabulary"]
 COMMANDS = ["fit", "validate", "sample", "evaluate"]

@@ -9,7 +9,7 @@ import yaml
 from test_cli import CONFIGS, read_metrics, tiny_args, tiny_corpus
 
 from cli.main import main
-from models.native import CONFIG_KEY
+from models.pretrained.native import CONFIG_KEY
 
 STEPS = 20
 

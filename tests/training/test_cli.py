@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from cli.main import main
-from models.native import CONFIG_KEY
+from models.pretrained.native import CONFIG_KEY
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 TEXT = "".join(f"Line {i}: the quick brown fox jumps over the lazy dog, {i * 7 % 13} times.\n" for i in range(60))

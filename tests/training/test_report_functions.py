@@ -18,7 +18,7 @@ from evaluation.generation import Samples, draw_samples, format_samples
 from evaluation.judge import judge_tokens, read_samples
 from evaluation.restore import load_trained
 from evaluation.training_data import training_data, validation_blocks
-from models.native import read_checkpoint
+from models.pretrained.native import read_checkpoint
 from training.datamodule import TextDataModule
 
 

@@ -9,10 +9,11 @@ Two layouts hold a model trained here:
   key names) and `config.json` {"format": EXPORT_FORMAT, "kind", "vocab_size", "model", "data"}.
 
 `read_checkpoint` reads either into one typed record, `Checkpoint`, checking it once (one-line ValueErrors that
-name the option and the file); every command, the training module and `load_native` use it. `load_native`
-builds the network the `model` section names, with the EMA weights, and attaches the forward process the
-section names (`network.process`, diffusion models) and a `models.pretrained_info.PretrainedInfo`
-(`network.pretrained`). Building follows the training module's own wiring (training.module.DiffusionModule):
+name the option and the file); the fit command, the training module and `NativeLayout` (the layout of
+`models.from_pretrained` for these files) use it. `load_native` builds the network the `model` section names, with
+the EMA weights, and attaches the forward process the section names (`network.process`, diffusion models) and a
+`models.PretrainedInfo` (`network.pretrained`, layout "native"). Building follows the training module's own wiring
+(training.module.DiffusionModule):
 process = ForwardProcess(rate_matrix(V), schedule or LogLinear()), loss = loss(process), network =
 network(loss.network_input_states()); an autoregressive model is network(V).
 """
@@ -22,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,9 @@ import yaml
 from torch import Tensor, nn
 
 import ctmc
-from models.pretrained_info import PretrainedInfo
+from models.pretrained.info import CheckpointError, PretrainedInfo
+from models.pretrained.lightning import read_lightning_checkpoint
+from models.pretrained.source import CheckpointSource
 
 CONFIG_KEY = "ctmc_training"  # checkpoint entry: {"vocab_size": int, "kind": str, "config": YAML of model and data}
 EXPORT_FORMAT = "ctmc-diffusion"  # config.json "format" of an exported directory
@@ -56,8 +58,6 @@ DIFFUSION_DEFAULTS: dict[str, Any] = {
     "seed": 0,
 }
 AUTOREGRESSIVE_DEFAULTS: dict[str, Any] = {"network": "models.ARTransformer"}
-ZIP_MAGIC = b"PK\x03\x04"  # torch.save's archive format (a zip file)
-PICKLE_PROTOCOL_BYTE = 0x80  # the first byte of a pickle of protocol >= 2 (torch's legacy format)
 
 
 def article(word: str) -> str:
@@ -130,33 +130,6 @@ class Checkpoint:
         return weights
 
 
-def _load_archive(path: Path, option: str) -> dict[str, Any]:
-    """torch.load(path, weights_only=True), with a one-line ValueError naming `option` for every bad file."""
-    with open(path, "rb") as handle:
-        head = handle.read(4)
-    if head != ZIP_MAGIC and (not head or head[0] != PICKLE_PROTOCOL_BYTE):
-        raise ValueError(
-            f"{option}: {str(path)!r} is not a checkpoint written by `lightning fit` (not a PyTorch archive)"
-        )
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:  # weights_only refuses a pickle of other objects
-        found = str(error).split("Unsupported global: GLOBAL ")[-1].split(" ")[0] if "GLOBAL" in str(error) else ""
-        what = f" ({found.rstrip('.')})" if found else ""
-        raise ValueError(
-            f"{option}: {str(path)!r} is not a readable checkpoint: it holds objects other than tensors{what}; give "
-            "a checkpoint written by `lightning fit`"
-        ) from None
-    except Exception as error:  # torch.load has no single error type for a damaged archive
-        raise ValueError(
-            f"{option}: {str(path)!r} is not a readable checkpoint (a damaged or cut-short archive: "
-            f"{type(error).__name__}); give a checkpoint written by `lightning fit`"
-        ) from None
-    if not isinstance(loaded, dict) or not isinstance(loaded.get("state_dict"), dict):
-        raise ValueError(f"{option}: {str(path)!r} holds no state_dict; give a checkpoint written by `lightning fit`")
-    return loaded
-
-
 def _sections(text: str | dict | None, where: str) -> tuple[str | None, dict[str, Any], dict[str, Any]]:
     """(module class_path, model init arguments, data section) of a stored config (YAML text or a mapping)."""
     loaded = yaml.safe_load(text) if isinstance(text, str) else text
@@ -222,8 +195,8 @@ def read_checkpoint(path: str | Path, option: str = "--ckpt_path", config: str |
     config: a YAML file whose `model` and `data` sections replace the stored ones (for a checkpoint written
     without them). Raises ValueError (one line naming `option` and the file) for a missing path, a directory that
     is neither an exported model nor a checkpoint, a file that is not a PyTorch archive, a damaged archive, one
-    that holds other objects than tensors (read with weights_only=True: no pickled code runs), one without a
-    state_dict, an unknown model kind and a config that is not a mapping.
+    that holds no state_dict (read by models.pretrained.lightning: no pickled code runs), an unknown model kind and
+    a config that is not a mapping.
     """
     path = Path(path)
     if path.is_dir():
@@ -239,7 +212,15 @@ def read_checkpoint(path: str | Path, option: str = "--ckpt_path", config: str |
     elif not path.is_file():
         raise ValueError(f"{option}: {str(path)!r} does not exist; give a checkpoint written by `lightning fit`")
     else:
-        record = record_of(_load_archive(path, option), str(path), option)
+        try:
+            loaded = read_lightning_checkpoint(path)
+        except CheckpointError as error:
+            raise ValueError(f"{option}: {error}") from None
+        if CONFIG_KEY not in loaded and "state_dict" not in loaded:
+            raise ValueError(
+                f"{option}: {str(path)!r} holds no state_dict; give a checkpoint written by `lightning fit`"
+            )
+        record = record_of(loaded, str(path), option)
     if config is not None:
         config_path = Path(config)
         if not config_path.is_file():
@@ -324,15 +305,48 @@ def load_native(path: str | Path | Checkpoint, device: str | torch.device = "cpu
     """The network of a `lightning fit` checkpoint or an exported directory, with its EMA weights, in eval mode.
 
     The network carries `network.process` (the ctmc.ForwardProcess of its config; diffusion models only) and
-    `network.pretrained` (a PretrainedInfo: layout "native", the tokenizer, seq_len, the loss's class path).
+    `network.pretrained` (a PretrainedInfo: layout "native", the tokenizer, seq_len, the loss's class path, and the
+    run's `model` and `data` sections as its config).
     """
     checkpoint = path if isinstance(path, Checkpoint) else read_checkpoint(path, config=config)
     network = build_network(checkpoint)
     load_state(network, checkpoint.network_weights(), f"--ckpt_path {checkpoint.path!r}")
-    loss = checkpoint.model.get("loss", DIFFUSION_DEFAULTS["loss"]) if checkpoint.kind == "diffusion" else None
+    diffusion = checkpoint.kind == "diffusion"
+    loss = checkpoint.model.get("loss", DIFFUSION_DEFAULTS["loss"]) if diffusion else None
+    loss_class = loss if isinstance(loss, str) or loss is None else loss.get("class_path")
+    output, time_conditioned = "log_probs", False
+    if diffusion:
+        kind = import_object(loss_class, "model.loss")
+        output, time_conditioned = kind.output_kind, not kind.time_independent
+    weights = Path(checkpoint.path) / WEIGHTS_FILE if Path(checkpoint.path).is_dir() else Path(checkpoint.path)
     network.pretrained = PretrainedInfo(
-        layout="native", path=checkpoint.path, vocab_size=checkpoint.vocab_size, seq_len=checkpoint.seq_len,
-        tokenizer=checkpoint.tokenizer_name, loss=loss, kind=checkpoint.kind,
-        config={"model": checkpoint.model, "data": checkpoint.data},
+        layout="native", path=checkpoint.path, weights=str(weights), ema=True, vocab_size=checkpoint.vocab_size,
+        seq_len=checkpoint.seq_len, tokenizer=checkpoint.tokenizer_name, output=output,
+        time_conditioned=time_conditioned, loss=loss_class,
+        config={"model": checkpoint.model, "data": checkpoint.data}, kind=checkpoint.kind,
     )
     return network.eval().to(device)
+
+
+class NativeLayout:
+    """This project's own layouts for models.from_pretrained: a `lightning fit` checkpoint (a file holding
+    CONFIG_KEY) or a directory written by `lightning export` (config.json with format EXPORT_FORMAT)."""
+
+    name = "native"
+    description = f"this project's: a `lightning fit` checkpoint, or {CONFIG_FILE} with format {EXPORT_FORMAT!r}"
+
+    def matches(self, source: CheckpointSource) -> bool:
+        """A file whose checkpoint dict holds CONFIG_KEY, or an exported directory."""
+        if source.path.is_dir():
+            return is_exported_directory(source.path)
+        return CONFIG_KEY in (source.lightning_checkpoint or {})
+
+    def record(self, source: CheckpointSource) -> Checkpoint:
+        """The Checkpoint record of the source (a file is not read twice: its dict is the source's)."""
+        if source.path.is_dir():
+            return read_checkpoint(source.path)
+        return record_of(source.lightning_checkpoint, str(source.path))
+
+    def load(self, source: CheckpointSource, device: torch.device) -> nn.Module:
+        """load_native on the source's record."""
+        return load_native(self.record(source), device)
