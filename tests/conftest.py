@@ -1,7 +1,10 @@
-"""Test-wide settings: hypothesis profiles sized for CI (2 cores) and for local work."""
+"""Test-wide settings: hypothesis profiles sized for CI (2 cores) and for local work; tiny checkpoints of 2-step
+fits (module-scoped fixtures) for the tests of the commands and of the evaluation library."""
 
 import os
 
+import pytest
+from fit_helpers import TEXT, make_checkpoint
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -9,3 +12,28 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@pytest.fixture(scope="module")
+def ar_checkpoint(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("ar"), "ar.yaml", "models.ARTransformer")
+
+
+@pytest.fixture(scope="module")
+def radd_checkpoint(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("radd"), "radd.yaml", "models.RADDDenoiser")
+
+
+@pytest.fixture(scope="module")
+def sedd_checkpoint(tmp_path_factory):
+    # No weight averaging: after 2 steps an EMA copy is still the initial DiT, whose zero-initialised output
+    # layer and unigram output bias make its prediction the same whatever the context, so that every order
+    # would give the same likelihood (an SE of exactly 0).
+    return make_checkpoint(tmp_path_factory.mktemp("sedd"), "sedd.yaml", "models.DiT", "--model.ema_decay=0.0")
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("text") / "eval.txt"
+    path.write_text(TEXT[: 6 * 16 - 1], encoding="utf-8")  # with the end-of-text id: 6 sequences of 16 tokens
+    return path

@@ -13,7 +13,7 @@ import math
 import lightning.pytorch as pl
 import pytest
 import torch
-from test_cli import TEXT
+from fit_helpers import TEXT
 
 import ctmc
 import losses

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import yaml
-from test_cli import CONFIGS, read_metrics, tiny_args, tiny_corpus
+from fit_helpers import CONFIGS, read_metrics, tiny_args, tiny_corpus
 
 from cli.main import main
 from models.pretrained.native import CONFIG_KEY

@@ -21,8 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_cli import CONFIGS, read_metrics, tiny_args, tiny_corpus
-from test_sample import make_checkpoint
+from fit_helpers import CONFIGS, make_checkpoint, read_metrics, tiny_args, tiny_corpus
 
 from cli.main import main
 from training.datamodule import TextDataModule

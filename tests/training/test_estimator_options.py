@@ -10,7 +10,7 @@ import math
 
 import pytest
 import torch
-from test_cli import CONFIGS, read_metrics, tiny_args, tiny_corpus
+from fit_helpers import CONFIGS, read_metrics, tiny_args, tiny_corpus
 
 import ctmc
 import losses

@@ -7,29 +7,14 @@ must not change when the raw network weights are replaced, and must change when 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
-from test_cli import CONFIGS, tiny_args, tiny_corpus
+from fit_helpers import make_checkpoint
 
 from cli.main import main
 from evaluation.generation import sampler_classes
-
-
-def make_checkpoint(root: Path, config: str = "sedd.yaml", network: str = "models.DiT", *extra: str) -> Path:
-    """last.ckpt of a 2-step fit of a 1-layer, 32-wide network on the char tokenizer (seq_len 16) in root;
-    `extra` command-line overrides follow the tiny ones."""
-    root.mkdir(parents=True, exist_ok=True)
-    previous = os.getcwd()
-    os.chdir(root)
-    try:
-        main(["fit", "-c", str(CONFIGS / config), *tiny_args(tiny_corpus(root), network), *extra])
-    finally:
-        os.chdir(previous)
-    (last,) = root.glob("logs/lightning_logs/version_*/checkpoints/last.ckpt")
-    return last
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_cli import CONFIGS, read_metrics, tiny_args, tiny_corpus
+from fit_helpers import CONFIGS, read_metrics, tiny_args, tiny_corpus
 from test_resume import TEXT
 
 from cli.main import main

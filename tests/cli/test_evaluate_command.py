@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
-from test_cli import CONFIGS, TEXT, tiny_args
-from test_sample import make_checkpoint
+from fit_helpers import CONFIGS, TEXT, make_checkpoint, tiny_args
 
 from cli.main import main
 from evaluation.bounds import ratio_estimate

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from test_cli import CONFIGS, read_metrics, tiny_args, tiny_corpus
+from fit_helpers import CONFIGS, read_metrics, tiny_args, tiny_corpus
 
 from cli.main import main
 

@@ -11,7 +11,6 @@ import math
 
 import pytest
 import torch
-from test_ar_commands import ar_checkpoint, radd_checkpoint  # noqa: F401 (module-scoped fixtures)
 
 import evaluation
 from evaluation.generation import Samples, draw_samples, format_samples
@@ -22,7 +21,7 @@ from models.pretrained.native import read_checkpoint
 from training.datamodule import TextDataModule
 
 
-def test_judge_tokens_is_generative_perplexity_of_the_judge(ar_checkpoint, radd_checkpoint):  # noqa: F811
+def test_judge_tokens_is_generative_perplexity_of_the_judge(ar_checkpoint, radd_checkpoint):
     judge, model = load_trained(ar_checkpoint), load_trained(radd_checkpoint)
     drawn = draw_samples(model, 3, 10, seed=1, sampler="first-hitting", options={"steps": None})
     assert drawn.tokens.shape == (3, 10) and drawn.sampler == "first-hitting, exact steps"
@@ -34,7 +33,7 @@ def test_judge_tokens_is_generative_perplexity_of_the_judge(ar_checkpoint, radd_
     assert score.unigram_entropy == expected.unigram_entropy
 
 
-def test_draw_samples_of_an_ar_model_is_ancestral_and_reproducible(ar_checkpoint):  # noqa: F811
+def test_draw_samples_of_an_ar_model_is_ancestral_and_reproducible(ar_checkpoint):
     model = load_trained(ar_checkpoint)
     first, again = (draw_samples(model, 2, 7, seed=3) for _ in range(2))
     assert first.sampler == "ancestral" and first.nfe == 7 and torch.equal(first.tokens, again.tokens)
@@ -44,12 +43,12 @@ def test_draw_samples_of_an_ar_model_is_ancestral_and_reproducible(ar_checkpoint
         draw_samples(model, 2, 33)
 
 
-def test_judge_tokens_refuses_a_diffusion_judge(radd_checkpoint):  # noqa: F811
+def test_judge_tokens_refuses_a_diffusion_judge(radd_checkpoint):
     with pytest.raises(ValueError, match="needs an autoregressive checkpoint"):
         judge_tokens(load_trained(radd_checkpoint), torch.zeros(2, 4, dtype=torch.long))
 
 
-def test_validation_blocks_are_the_validation_loaders_blocks(ar_checkpoint):  # noqa: F811
+def test_validation_blocks_are_the_validation_loaders_blocks(ar_checkpoint):
     data = training_data(str(ar_checkpoint))
     assert data.tokenizer_name == "char" and data.seq_len == 16
     section = read_checkpoint(ar_checkpoint).data  # the Lightning data module of the run, rebuilt

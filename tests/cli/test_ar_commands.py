@@ -13,38 +13,12 @@ import math
 
 import pytest
 import torch
-from test_cli import CONFIGS, TEXT, tiny_args, tiny_corpus
-from test_sample import make_checkpoint
+from fit_helpers import CONFIGS, TEXT, tiny_args, tiny_corpus
 
 import evaluation
 import losses
 from cli.main import main
 from evaluation.restore import load_trained
-
-
-@pytest.fixture(scope="module")
-def ar_checkpoint(tmp_path_factory):
-    return make_checkpoint(tmp_path_factory.mktemp("ar"), "ar.yaml", "models.ARTransformer")
-
-
-@pytest.fixture(scope="module")
-def radd_checkpoint(tmp_path_factory):
-    return make_checkpoint(tmp_path_factory.mktemp("radd"), "radd.yaml", "models.RADDDenoiser")
-
-
-@pytest.fixture(scope="module")
-def sedd_checkpoint(tmp_path_factory):
-    # No weight averaging: after 2 steps an EMA copy is still the initial DiT, whose zero-initialised output
-    # layer and unigram output bias make its prediction the same whatever the context, so that every order
-    # would give the same likelihood (an SE of exactly 0).
-    return make_checkpoint(tmp_path_factory.mktemp("sedd"), "sedd.yaml", "models.DiT", "--model.ema_decay=0.0")
-
-
-@pytest.fixture(scope="module")
-def text_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("text") / "eval.txt"
-    path.write_text(TEXT[: 6 * 16 - 1], encoding="utf-8")  # with the end-of-text id: 6 sequences of 16 tokens
-    return path
 
 
 def one_line_error(capsys, *args):

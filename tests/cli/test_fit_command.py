@@ -6,68 +6,13 @@ must fail before training with one line that names what to change.
 
 from __future__ import annotations
 
-import csv
-from pathlib import Path
-
 import pytest
 import torch
 import yaml
+from fit_helpers import CONFIGS, read_metrics, tiny_args, tiny_corpus
 
 from cli.main import main
 from models.pretrained.native import CONFIG_KEY
-
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-TEXT = "".join(f"Line {i}: the quick brown fox jumps over the lazy dog, {i * 7 % 13} times.\n" for i in range(60))
-
-
-def tiny_corpus(directory: Path, text: str = TEXT) -> Path:
-    """A small text file (about 4,000 characters) in `directory`."""
-    path = directory / "tiny.txt"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def tiny_args(corpus: Path, network: str = "models.DiT", steps: int = 2) -> list[str]:
-    """Command-line overrides for a 1-layer, 32-wide network on the byte tokenizer, 16-token blocks."""
-    args = [
-        f"--model.network={network}",
-        "--model.network.hidden_size=32",
-        "--model.network.num_layers=1",
-        "--model.network.num_heads=2",
-        "--model.network.max_length=32",
-        "--model.network.dropout=0.0",
-        f"--data.paths={corpus}",
-        "--data.tokenizer=char",
-        "--data.seq_len=16",
-        "--data.batch_size=4",
-        "--data.num_workers=0",
-        f"--trainer.max_steps={steps}",
-        "--trainer.accelerator=cpu",
-        "--trainer.devices=1",
-        "--trainer.strategy=auto",
-        "--trainer.precision=32-true",
-        "--trainer.accumulate_grad_batches=1",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false",
-        "--trainer.num_sanity_val_steps=0",
-        "--trainer.limit_val_batches=2",
-        f"--trainer.val_check_interval={steps}",
-        "--trainer.check_val_every_n_epoch=null",
-        "--trainer.log_every_n_steps=1",
-        "--model.warmup_steps=1",
-        "--checkpoint.every_n_train_steps=null",
-        "--samples.every_n_steps=0",
-    ]
-    if network == "models.DiT":
-        args.append("--model.network.cond_dim=16")
-    return args
-
-
-def read_metrics(root: Path, version: str = "version_*") -> list[dict[str, str]]:
-    """Rows of the (only) metrics.csv of `version` under root/logs."""
-    (path,) = sorted(root.glob(f"logs/lightning_logs/{version}/metrics.csv"))
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 @pytest.mark.parametrize("config", ["sedd.yaml", "radd.yaml", "sedd-uniform.yaml", "sedd-small-gpu.yaml", "ar.yaml"])

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_cli import CONFIGS, tiny_args, tiny_corpus
-from test_sample import make_checkpoint
+from fit_helpers import CONFIGS, make_checkpoint, tiny_args, tiny_corpus
 
 import samplers
 from cli.main import main
