@@ -7,7 +7,6 @@ P(t) = V diag(e^{lambda t}) V^{-1}; a symmetric Q uses the orthogonal `eigh`. Wh
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -21,9 +20,9 @@ MAX_EIGENVECTOR_CONDITION = 1e4
 class Dense(RateMatrix):
     """A generator Q given as an (n, n) tensor or array, validated (row convention)."""
 
-    def __init__(self, matrix: Tensor | np.ndarray, atol: float | None = None) -> None:
-        if isinstance(matrix, np.ndarray):
-            matrix = torch.from_numpy(matrix)
+    def __init__(self, matrix: Tensor, atol: float | None = None) -> None:
+        if not isinstance(matrix, Tensor) and hasattr(matrix, "__array__"):  # a NumPy array, without importing NumPy
+            matrix = torch.as_tensor(matrix)
         validate_generator(matrix, name="matrix", atol=atol)
         self._matrix = matrix.detach().to(torch.float64)
         self.num_states = matrix.shape[0]

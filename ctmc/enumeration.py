@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -22,6 +21,8 @@ class ToyChain:
     def __init__(self, process: ctmc.ForwardProcess, vocab: int, length: int, seed: int = 0) -> None:
         self.process, self.vocab, self.length = process, vocab, length
         self.n = process.num_states
+        import numpy as np  # only for this reference law (NumPy's seeded Dirichlet): `import ctmc` needs torch only
+
         weights = torch.from_numpy(np.random.default_rng(seed).dirichlet(np.full(vocab**length, 0.4)))
         self.p0 = 0.9 * weights / weights.sum() + 0.1 / vocab**length
         self.clean = self._enumerate(vocab)  # (C, L)
