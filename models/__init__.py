@@ -1,10 +1,12 @@
-"""Plain nn.Module networks: the SEDD score transformer, the RADD denoiser and an autoregressive baseline.
+"""Plain nn.Module networks: the SEDD score transformer, the RADD denoiser, its block diffusion generalisation
+(BlockDenoiser) and an autoregressive baseline.
 
 Nothing here knows about Lightning or CTMCs: a network maps tokens (B, L) (and a noise level) to
 (B, L, S) log-scores or log-probabilities (the AR model: next-token log-probabilities). See docs/models.md.
 """
 
 from models.ar import ARTransformer
+from models.block_denoiser import BlockDenoiser
 from models.dit import DiT, log_expm1
 from models.presets import PRESETS, ModelSize, count_parameters
 from models.radd import RADDDenoiser
@@ -13,6 +15,7 @@ from models.rotary import Rotation, apply_rotary, rotary_rotation
 __all__ = [
     "PRESETS",
     "ARTransformer",
+    "BlockDenoiser",
     "DiT",
     "ModelSize",
     "RADDDenoiser",
