@@ -9,6 +9,7 @@
 - `any_order_log_likelihood`, `denoiser_from_score_network`: exact fixed-order likelihood (absorbing chain).
 - `generative_perplexity`: gen-PPL of samples under an autoregressive judge, with its standard error.
 - `MaskedCountEstimator`: low-variance importance sampler of (t, x_t) over the masked count (absorbing chain).
+- `BlockDiffusionLoss`: the block diffusion bound (BD3-LM): a masked-diffusion bound per block given the clean prefix.
 
 Every `forward(output, x0, x_t, t)` returns a (B,) per-sequence loss in nats whose expectation under
 `sample_time` is the negative ELBO (docs/losses.md).
@@ -18,6 +19,7 @@ from ctmc.noise_ratio import log_expm1, log_mask_ratio
 from ctmc.radd import denoiser_to_score, score_to_denoiser
 from losses.any_order import any_order_log_likelihood, denoiser_from_score_network
 from losses.base import DiffusionLoss
+from losses.block_diffusion import BlockDiffusionLoss
 from losses.d3pm import D3PMLoss
 from losses.estimators import MaskedCountEstimator, NoiseDraw, stratified_counts
 from losses.generative_perplexity import GenerativePerplexity, generative_perplexity
@@ -29,6 +31,7 @@ from losses.score_entropy import ScoreEntropy, bregman_phi
 __all__ = [
     "MDLMNELBO",
     "TDCE",
+    "BlockDiffusionLoss",
     "D3PMLoss",
     "DiffusionLoss",
     "GenerativePerplexity",
