@@ -75,12 +75,7 @@ class _Blockwise:
             raise TypeError(f"inner must be a samplers.Sampler (Euler, Tweedie, first-hitting, ...), got {inner!r}")
         self.inner = inner
         self.block_size = _check_int(block_size, "block_size", 1)
-        # A block's model closes over every row's context, so it cannot answer for a subset of the rows, which
-        # is what the per-row cache asks for; the per-batch cache calls it on whole batches (same samples).
-        self._inner = inner
-        if inner.cache == "row":
-            self._inner = copy.copy(inner)
-            self._inner.cache = "batch"
+        self._inner = inner  # the sampler that runs the steps (BlockSampler: a per-batch cache)
 
     def generate(
         self,
@@ -101,8 +96,8 @@ class _Blockwise:
             device = generator.device if generator is not None else torch.device("cpu")
         clean = self.inner.process.rate_matrix.num_clean_states
         tokens = _prompt(prefix, batch_size, length, clean, torch.device(device))
-        if stop_token is not None and (isinstance(stop_token, bool) or not isinstance(stop_token, int)
-                                       or not 0 <= stop_token < clean):
+        valid = isinstance(stop_token, int) and not isinstance(stop_token, bool) and 0 <= stop_token < clean
+        if stop_token is not None and not valid:
             raise ValueError(f"stop_token must be None or a token id in [0, {clean}), got {stop_token!r}")
         state = self._start(model)
         out = torch.full((batch_size, length), 0 if stop_token is None else stop_token, device=tokens.device)
@@ -174,7 +169,8 @@ class BlockSampler(_Blockwise):
     block_size: S, the model's block size; max_length: None (the text never slides) or the positions the model
     was trained for, >= S; keep: the positions kept when the context slides (a multiple of S in [0,
     max_length - S]; default the most that fit); cache: keep the clean blocks' keys and values (a `BlockModel`
-    is needed), or run the network on [context, block] at every call.
+    is needed), or run the network on [context, block] at every call. An inner per-row cache (cache="row") runs
+    per batch inside a block (the block's callable holds every row's context); the samples are the same.
     """
 
     def __init__(
@@ -199,6 +195,11 @@ class BlockSampler(_Blockwise):
         self.max_length = max_length
         self.keep = room if keep is None else keep
         self.cache = bool(cache)
+        # A block's callable closes over every row's context, so it cannot answer for a subset of the rows, which
+        # the inner sampler's per-row cache asks for; its per-batch cache calls whole batches (the same samples).
+        if inner.cache == "row":
+            self._inner = copy.copy(inner)
+            self._inner.cache = "batch"
 
     def _start(self, model: object) -> _Context:
         if isinstance(model, BlockModel):

@@ -141,6 +141,20 @@ def test_a_sliding_window_follows_the_law_it_implies(kind: str) -> None:
     assert total_variation(toy.histogram(out[:, 2:]), law) <= tv_noise_bound(law, NUM_SAMPLES)
 
 
+def test_a_time_dependent_block_score_without_cache_draws_the_model_law() -> None:
+    """cache=False with a ConcreteScore: the toy block model as a concrete score (RADD factorisation,
+    ctmc.denoiser_to_score) on [context, block] windows, Tweedie inside each block: p0 within the bias allowance."""
+    toy = _toy()
+    block_model = BlockToy(toy)
+
+    def score(x: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
+        return ctmc.denoiser_to_score(block_model(x), x, total)
+
+    sampler = samplers.BlockSampler(samplers.TweedieSampler(_process(), 32, EPS), BLOCK, cache=False)
+    out = sampler.sample(samplers.ConcreteScore(score), 4000, LENGTH, generator=torch.Generator().manual_seed(7))
+    assert total_variation(toy.histogram(out), toy.p0) <= tv_noise_bound(toy.p0, 4000) + 0.01
+
+
 def test_rows_stop_at_the_stop_token_with_the_law_of_the_cut_sequences() -> None:
     """stop_token 0: each row ends at its first generated 0 (kept), is padded with 0 and reports that length; the
     padded sequences follow the law of p0's sequences cut after their first 0 (enumerated)."""
