@@ -8,6 +8,7 @@
 - `PriorKL`, `forward_prior`: the t = 1 prior term that makes the ELBO a true bound.
 - `any_order_log_likelihood`, `denoiser_from_score_network`: exact fixed-order likelihood (absorbing chain).
 - `MaskedCountEstimator`: low-variance importance sampler of (t, x_t) over the masked count (absorbing chain).
+- `BlockDiffusionLoss`: the block diffusion bound (BD3-LM): a masked-diffusion bound per block given the clean prefix.
 
 Every `forward(output, x0, x_t, t)` returns a (B,) per-sequence loss in nats whose expectation under
 `sample_time` is the negative ELBO (docs/losses.md).
@@ -17,6 +18,7 @@ from ctmc.noise_ratio import log_expm1, log_mask_ratio
 from ctmc.radd import denoiser_to_score, score_to_denoiser
 from losses.any_order import any_order_log_likelihood, denoiser_from_score_network
 from losses.base import DiffusionLoss
+from losses.block_diffusion import BlockDiffusionLoss
 from losses.d3pm import D3PMLoss
 from losses.estimators import ESTIMATORS, MaskedCountEstimator, NoiseDraw, estimator_for, stratified_counts
 from losses.masked_denoising import MDLMNELBO, TDCE, LambdaDCE, MaskedDenoisingLoss
@@ -28,6 +30,7 @@ __all__ = [
     "ESTIMATORS",
     "MDLMNELBO",
     "TDCE",
+    "BlockDiffusionLoss",
     "D3PMLoss",
     "DiffusionLoss",
     "LambdaDCE",

@@ -1,4 +1,5 @@
-"""Plain nn.Module networks: the SEDD score transformer, the RADD and MDLM denoisers and an autoregressive baseline.
+"""Plain nn.Module networks: the SEDD score transformer, the RADD and MDLM denoisers, the block diffusion
+denoiser (BlockDenoiser) and an autoregressive baseline.
 
 Nothing here knows about Lightning or CTMCs: a network maps tokens (B, L) (and a noise level) to
 (B, L, S) log-scores or log-probabilities (the AR model: next-token log-probabilities). `from_pretrained` loads
@@ -6,6 +7,7 @@ the papers' released checkpoints into them (models.pretrained). See docs/models.
 """
 
 from models.ar import ARTransformer
+from models.block_denoiser import BlockDenoiser
 from models.dit import DiT, log_expm1
 from models.mdlm import MDLMDenoiser
 from models.presets import PRESETS, ModelSize, count_parameters
@@ -16,6 +18,7 @@ from models.rotary import Rotation, apply_rotary, rotary_rotation
 __all__ = [
     "PRESETS",
     "ARTransformer",
+    "BlockDenoiser",
     "DiT",
     "MDLMDenoiser",
     "ModelSize",

@@ -1,9 +1,16 @@
 """Multi-head self-attention with rotary position embedding, via PyTorch's SDPA: bidirectional, or causal."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.rotary import Rotation, apply_rotary
+
+if TYPE_CHECKING:
+    from models.kv_cache import LayerCache
 
 
 class SelfAttention(nn.Module):
@@ -22,12 +29,23 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(hidden_size, 3 * hidden_size, bias=False)
         self.out = nn.Linear(hidden_size, hidden_size, bias=False)
 
-    def forward(self, h: Tensor, rotation: Rotation) -> Tensor:
-        """h: (B, L, hidden_size); rotation: tables of shape (L, D). Returns (B, L, hidden_size)."""
+    def forward(
+        self, h: Tensor, rotation: Rotation, mask: Tensor | None = None, cache: LayerCache | None = None
+    ) -> Tensor:
+        """h: (B, L, hidden_size); rotation: tables of shape (L, D). Returns (B, L, hidden_size).
+
+        mask: None, or an (L, P + L) bool, True where query l may attend to key m (a bidirectional layer only:
+        it replaces M = 0); cache: None, or the layer's `models.kv_cache.LayerCache`, whose P stored keys and
+        values (already rotated) come before this call's L (and which keeps them all when it stores).
+        """
         batch, length, _ = h.shape
         qkv = self.qkv(h).view(batch, length, 3, self.num_heads, self.head_dim)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, L, D)
         query = apply_rotary(query, rotation)
         key = apply_rotary(key, rotation)
-        attended = F.scaled_dot_product_attention(query, key, value, is_causal=self.causal)  # (B, H, L, D)
+        if cache is not None:
+            key, value = cache.extend(key, value)  # (B, H, P + L, D)
+        attended = F.scaled_dot_product_attention(
+            query, key, value, attn_mask=mask, is_causal=self.causal
+        )  # (B, H, L, D)
         return self.out(attended.transpose(1, 2).reshape(batch, length, -1))

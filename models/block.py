@@ -14,11 +14,18 @@ Without conditioning (cond_dim None) the block is the plain pre-LN block with a 
     h <- h + Attn(LN(h));   h <- h + MLP(LN(h)).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from torch import Tensor, nn
 
 from models.attention import SelfAttention
 from models.norm import FloatLayerNorm
 from models.rotary import Rotation
+
+if TYPE_CHECKING:
+    from models.kv_cache import LayerCache
 
 
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
@@ -63,17 +70,25 @@ class TransformerBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.modulation = zero_linear(cond_dim, 6 * hidden_size) if conditioned else None
 
-    def forward(self, h: Tensor, rotation: Rotation, cond: Tensor | None = None) -> Tensor:
-        """h: (B, L, H); rotation: RoPE tables (L, H / num_heads); cond: (B, cond_dim) or None.
+    def forward(
+        self,
+        h: Tensor,
+        rotation: Rotation,
+        cond: Tensor | None = None,
+        mask: Tensor | None = None,
+        cache: LayerCache | None = None,
+    ) -> Tensor:
+        """h: (B, L, H); rotation: RoPE tables (L, H / num_heads); cond: (B, cond_dim) or None; mask, cache: the
+        attention's (models.attention.SelfAttention.forward), None by default.
 
         Returns (B, L, H).
         """
         if self.modulation is None:
-            h = h + self.dropout(self.attention(self.attention_norm(h), rotation))
+            h = h + self.dropout(self.attention(self.attention_norm(h), rotation, mask, cache))
             return h + self.dropout(self.mlp(self.mlp_norm(h)))
         shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(cond)[:, None, :].chunk(6, dim=-1)
         attention_input = modulate(self.attention_norm(h), shift1, scale1)
-        h = h + gate1 * self.dropout(self.attention(attention_input, rotation))
+        h = h + gate1 * self.dropout(self.attention(attention_input, rotation, mask, cache))
         mlp_input = modulate(self.mlp_norm(h), shift2, scale2)
         return h + gate2 * self.dropout(self.mlp(mlp_input))
 

@@ -3,7 +3,9 @@
     h_l <- h_l + sum_{j=0}^{k-1} w_j * h_{l + j - offset}        (w_j in R^H, per-channel; h_m = 0 outside [0, L))
 
 with offset = k - 1 for a causal model (position l mixes l - k + 1 .. l only, so causality is kept) and
-offset = (k - 1) // 2 otherwise (a centred window: l - (k - 1) // 2 .. l + k // 2).
+offset = (k - 1) // 2 otherwise (a centred window: l - (k - 1) // 2 .. l + k // 2). With a segment size s
+(`forward(h, segment=s)`, the block diffusion network's blocks) the sum runs within each run of s consecutive
+positions [j s, (j + 1) s) only: h_m = 0 outside the run of l, so no state crosses a block edge.
 
 Why: with RoPE attention a position can read its neighbours only once the attention has learned sharp
 relative-position patterns. An autoregressive model does not need that for its strongest statistic, the previous
@@ -39,7 +41,14 @@ class LocalMixing(nn.Module):
         k = self.kernel_size
         return (k - 1, 0) if self.causal else ((k - 1) // 2, k // 2)
 
-    def forward(self, h: Tensor) -> Tensor:
-        """h: (B, L, H) -> (B, L, H)."""
-        mixed = self.conv(F.pad(h.transpose(1, 2), self.padding))  # (B, H, L)
-        return h + mixed.transpose(1, 2)
+    def forward(self, h: Tensor, segment: int | None = None) -> Tensor:
+        """h: (B, L, H) -> (B, L, H). segment = s: mix within the runs [j s, (j + 1) s) only, with zero padding
+        at every run's edges (the last run may be shorter); None: one run, the whole sequence."""
+        batch, length, width = h.shape
+        if segment is None or length <= segment:
+            mixed = self.conv(F.pad(h.transpose(1, 2), self.padding))  # (B, H, L)
+            return h + mixed.transpose(1, 2)
+        runs = -(-length // segment)
+        padded = F.pad(h, (0, 0, 0, runs * segment - length))  # zeros after a shorter last run
+        mixed = self.forward(padded.reshape(batch * runs, segment, width))
+        return mixed.reshape(batch, runs * segment, width)[:, :length]

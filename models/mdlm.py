@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ctmc.checks import check_int
 from models.noise_embedding import NoiseEmbedding, check_total_noise
 from models.presets import count_parameters, preset_arguments
 from models.trunk import TransformerTrunk, check_where
@@ -65,8 +66,7 @@ class MDLMDenoiser(nn.Module):
         mlp_ratio: int = 4,
     ) -> None:
         super().__init__()
-        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
-            raise ValueError(f"vocab_size must be an int >= 1 (data tokens, the mask excluded), got {vocab_size!r}")
+        check_int("vocab_size", vocab_size, 1, "count the data tokens, the mask excluded")
         if not isinstance(time_conditioning, bool):
             raise TypeError(f"time_conditioning must be a bool, got {type(time_conditioning).__name__}")
         self.vocab_size = vocab_size

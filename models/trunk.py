@@ -8,8 +8,11 @@ With `where` ((B, L) bool) the final norm and the projection run only on the sel
 is packed, (where.sum(), S_out) in the row-major order of where.nonzero() (docs/models.md, Packed outputs).
 """
 
+from __future__ import annotations
+
 import math
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +22,9 @@ from ctmc.checks import check_int
 from models.block import FinalNorm, TransformerBlock
 from models.local_mixing import LocalMixing
 from models.rotary import rotary_rotation
+
+if TYPE_CHECKING:
+    from models.kv_cache import LayerCache
 
 
 class OutputRows(NamedTuple):
@@ -140,22 +146,37 @@ class TransformerTrunk(nn.Module):
                 f"got values in [{int(x.min())}, {int(x.max())}]"
             )
 
-    def hidden_states(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+    def hidden_states(
+        self,
+        x: Tensor,
+        cond: Tensor | None = None,
+        *,
+        positions: Tensor | None = None,
+        mask: Tensor | None = None,
+        caches: Sequence[LayerCache] | None = None,
+        segment: int | None = None,
+    ) -> Tensor:
         """The blocks' output before the final norm: x (B, L) long; cond (B, cond_dim) or None. Returns (B, L, H).
 
         Every position is computed, whatever the caller projects afterwards: attention reads all of them.
+        The keywords serve the block diffusion network (models.block_denoiser) and keep the plain trunk when
+        left out: positions (L,) long, the RoPE positions (default 0 .. L-1); mask (L, P + L) bool, the
+        attention mask of every layer; caches, one models.kv_cache.LayerCache per layer (num_layers of them);
+        segment, the run length within which local mixing stays (models.local_mixing.LocalMixing).
         """
         h = self.embedding(x)  # (B, L, H)
+        if positions is None:
+            positions = torch.arange(x.shape[1], device=x.device)
         # float64 positions give float64 tables: a float64 model (reference tests) rotates in float64 throughout.
-        float64 = self.embedding.weight.dtype == torch.float64
-        positions = torch.arange(x.shape[1], device=x.device, dtype=torch.float64 if float64 else torch.long)
+        if self.embedding.weight.dtype == torch.float64:
+            positions = positions.to(torch.float64)
         rotation = rotary_rotation(positions, self.head_dim)
         if self.mixing:
-            h = self.mixing[0](h)
+            h = self.mixing[0](h, segment)
         for index, block in enumerate(self.blocks):
             if self.mixing:
-                h = self.mixing[index + 1](h)
-            h = block(h, rotation, cond)
+                h = self.mixing[index + 1](h, segment)
+            h = block(h, rotation, cond, mask, None if caches is None else caches[index])
         return h
 
     def output_rows(self, x: Tensor, cond: Tensor | None = None, where: Tensor | None = None) -> OutputRows:
@@ -168,7 +189,11 @@ class TransformerTrunk(nn.Module):
         so a packed call costs R / (B L) of the head; callers may modify the logits in place (their autograd
         node, the projection, does not save its output).
         """
-        h = self.hidden_states(x, cond)
+        return self.head(self.hidden_states(x, cond), x, cond, where)
+
+    def head(self, h: Tensor, x: Tensor, cond: Tensor | None = None, where: Tensor | None = None) -> OutputRows:
+        """`output_rows` from hidden states h (B, L, H) (`hidden_states`) of the tokens x (B, L): the final norm
+        and the projection at every position (where None) or at the rows of where.nonzero() only."""
         batch, length = x.shape
         if where is None:
             rows = h.reshape(batch * length, -1)

@@ -7,11 +7,15 @@ a `Denoiser` (p(x_0 | x_t), absorbing chain), or a bare score callable; with `po
 also takes `where` (B, L) bool and returns only those rows, packed, and the samplers ask only for the positions
 they need (the masks on the absorbing chain, the reveals of first-hitting and ReMDM).
 
+`BlockSampler` (block diffusion, with a key/value cache) and `SemiAutoregressiveSampler` (a plain masked model
+past its length) draw text of any length block after block with any of these samplers inside a block.
+
 Depends on torch and ctmc only (no Lightning, no tokenizer).
 """
 
 from samplers.autoregressive import ancestral_sample
 from samplers.base import Sampler, SamplingResult
+from samplers.block import BlockModel, BlockSampler, BlockSamplingResult, SemiAutoregressiveSampler
 from samplers.decoding import Decoding
 from samplers.euler import EulerSampler
 from samplers.first_hitting import FirstHittingSampler
@@ -23,6 +27,9 @@ from samplers.trapezoidal import RK2Sampler, TrapezoidalSampler
 from samplers.tweedie import TweedieSampler
 
 __all__ = [
+    "BlockModel",
+    "BlockSampler",
+    "BlockSamplingResult",
     "ConcreteScore",
     "Decoding",
     "Denoiser",
@@ -33,6 +40,7 @@ __all__ = [
     "ReMDMSampler",
     "Sampler",
     "SamplingResult",
+    "SemiAutoregressiveSampler",
     "TauLeapingSampler",
     "TrapezoidalSampler",
     "TweedieSampler",

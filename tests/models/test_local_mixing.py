@@ -60,3 +60,19 @@ def test_local_mixing_adds_k_h_parameters_for_the_embeddings_and_per_block() -> 
     mixed = models.DiT(30, 16, 3, 2, 8, 16, local_mixing=5)
     assert mixed.num_parameters - plain.num_parameters == (3 + 1) * 5 * 16
     assert len(plain.trunk.mixing) == 0
+
+
+@pytest.mark.parametrize("kernel_size", [2, 3, 4])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("segment", [1, 3, 4, 7, 9])
+def test_segmented_mixing_is_the_explicit_sum_within_each_run(kernel_size: int, causal: bool, segment: int) -> None:
+    """segment = s: the explicit sum applied to each run [j s, (j + 1) s) on its own (the last one shorter)."""
+    torch.manual_seed(segment)
+    layer = LocalMixing(5, kernel_size, causal).double()
+    h = torch.randn(2, 7, 5, dtype=torch.float64)
+    offset = kernel_size - 1 if causal else (kernel_size - 1) // 2
+    weight = layer.conv.weight[:, 0, :]
+    expected = torch.cat(
+        [explicit_mixing(h[:, start : start + segment], weight, offset) for start in range(0, 7, segment)], dim=1
+    )
+    torch.testing.assert_close(layer(h, segment), expected, rtol=1e-12, atol=1e-12)
