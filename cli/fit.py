@@ -155,8 +155,8 @@ class DiffusionCLI(LightningCLI):
             super().instantiate_classes()
             self.model.check_data(self.datamodule.vocab_size, self.datamodule.hparams.seq_len)
             self.check_checkpoint()
-        except (ValueError, FileNotFoundError) as error:
-            fail(str(error))
+        except (ValueError, FileNotFoundError) as error:  # a constructor's message inside jsonargparse's account
+            fail(one_line(str(error)))
         dumped = yaml.safe_load(self._parser(self.subcommand).dump(self._config(), skip_check=True))
         self.model.run_config = yaml.safe_dump({key: dumped[key] for key in ("model", "data")})
 

@@ -106,10 +106,10 @@ class TrainedModel:
     @torch.no_grad()
     def negative_elbo_draws(self, x0: Tensor, num_draws: int, seed: int) -> Tensor:
         """(B, K) negative-ELBO draws (nats) of x0 (B, L), seeded by (seed, sequence content)
-        (evaluation.bounds.sequence_negative_elbo with the validation estimator); the prior term is not included."""
+        (evaluation.bounds.sequence_negative_elbo of loss.bound() with the validation estimator, as the training
+        module's validation); the prior term is not included."""
         return sequence_negative_elbo(
-            self.process, self.loss, self.loss.sample_time, self.network, x0, num_draws, seed,
-            estimator=self.estimator, packed=self.packed,
+            self.loss, self.network, x0, num_draws, seed, estimator=self.estimator, packed=self.packed
         )
 
     def prior_nats(self, x0: Tensor) -> Tensor:
