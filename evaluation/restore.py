@@ -80,6 +80,11 @@ class TrainedModel:
         """The longest sequence the network accepts (its or its trunk's `max_length`), None if it declares none."""
         return network_max_length(self.network)
 
+    @property
+    def block_size(self) -> int | None:
+        """The block size of a block diffusion network (a samplers.BlockModel, e.g. models.BlockDenoiser), else None."""
+        return self.network.block_size if isinstance(self.network, samplers.BlockModel) else None
+
     def require_kind(self, kind: str, what: str) -> None:
         """Raise ValueError (one line) unless the model is of `kind`; `what` names the option that needs it."""
         if self.kind != kind:
@@ -129,11 +134,13 @@ class TrainedModel:
         self, batch_size: int, length: int, generator: torch.Generator | None = None, prefix: Tensor | None = None,
         decoding: samplers.Decoding | None = None,
     ) -> samplers.SamplingResult:
-        """Ancestral samples (batch_size, length) of an autoregressive model (samplers.ancestral_sample)."""
+        """Ancestral samples (batch_size, length) of an autoregressive model (samplers.ancestral_sample), any length:
+        the network reads the last seq_len - 1 tokens (the longest prefix a training sequence gives it), so that a
+        text past seq_len slides its context instead of reading positions it was never trained on."""
         self.require_kind("autoregressive", "ancestral sampling")
         return samplers.ancestral_sample(
             self.network.next_token_log_probs, batch_size, length, prefix=prefix, decoding=decoding,
-            generator=generator, device=self.device,
+            generator=generator, device=self.device, context=max(self.seq_len - 1, 1),
         )
 
 
