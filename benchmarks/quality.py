@@ -2,31 +2,36 @@
 
 Run (from the repository root; docs/results.md gives the measured tables and the commands behind them):
 
-    python -m benchmarks.quality                                  # the four configs as committed (600 steps)
+    python -m benchmarks.quality                                  # every config as committed (600 steps), and 4x
     python -m benchmarks.quality --steps 150 --val_blocks 128 --order_blocks 32 --num_samples 4 --nfe 8 32 --threads 1
     python -m benchmarks.quality --ckpt ar=PATH --ckpt sedd=PATH ...  # reuse checkpoints, train the rest
     python -m benchmarks.quality --reuse                          # reuse the checkpoints of an earlier run here
+    python -m benchmarks.quality --models ar sedd radd --longer 1   # some models, no longer budget
 
 1. Training. The AR yardstick (configs/ar.yaml), SEDD on the absorbing chain (configs/sedd.yaml), RADD
-   (configs/radd.yaml) and SEDD on the uniform chain (configs/sedd-uniform.yaml) are fitted one after the
-   other, each as `python -m training fit -c CONFIG --trainer.default_root_dir=<work_dir>/runs/NAME` in a
-   subprocess, with the same corpus, tokenizer, seq_len, batch size and number of steps (the configs agree;
-   `--steps`, `--seq_len`, `--batch_size` override all four alike), so that every model sees the same training
-   tokens. In-training validation and sample logging are switched off (`--trainer.limit_val_batches=0
+   (configs/radd.yaml), SEDD on the uniform chain (configs/sedd-uniform.yaml) and block diffusion
+   (configs/bd3lm.yaml at block sizes 1, 2, 4, 8 and 32: `bd3lm-S`, the block size set on the network and the
+   loss) are fitted one after the other (`--models`), each as `python -m training fit -c CONFIG
+   --trainer.default_root_dir=<work_dir>/runs/NAME` in a subprocess, with the same corpus, tokenizer, seq_len,
+   batch size and number of steps (the configs agree; `--steps`, `--seq_len`, `--batch_size` override all alike),
+   so that every model sees the same training tokens. Then the `--longer_models` (AR, SEDD, RADD, block size 4)
+   again with `--longer` (4) times the steps (`NAME-x4`), to show whether each gap to AR shrinks or grows with
+   training. In-training validation and sample logging are switched off (`--trainer.limit_val_batches=0
    --samples.every_n_steps=0`; neither changes the weights): the recorded wall time is the fit's (start-up,
    optimisation, checkpoints), and validation and sampling are timed below, once per model.
 2. Validation, on the same blocks for every model: the first `--val_blocks` validation blocks of the data
-   split the checkpoints were trained on (training.evaluate.validation_blocks; 512 = the 64 x 8 blocks that
-   sedd.yaml and ar.yaml validate on). Per sequence, evaluation.likelihood.sequence_nats: the AR model's exact
+   split the checkpoints were trained on (evaluation.training_data.validation_blocks; 512 = the 64 x 8 blocks
+   that the configs validate on). Per sequence, evaluation.likelihood.sequence_nats: the AR model's exact
    -log p(x); for a diffusion model the negative-ELBO estimate with its `val_time_samples` draws plus the t = 1
-   prior term (an upper bound on -log p(x)). bits/token = sum n_i / sum L_i / ln 2 with the ratio-estimator SE
-   (training.elbo.ratio_estimate). The gap to AR is the perplexity ratio exp(R_model - R_AR), its SE from the
+   prior term (an upper bound on -log p(x); for block diffusion the block bound, losses.BlockDiffusionLoss).
+   bits/token = sum n_i / sum L_i / ln 2 with the ratio-estimator SE (evaluation.bounds.ratio_estimate). The gap
+   to AR is the perplexity ratio exp(R_model - R_AR) against the AR model of the same budget, its SE from the
    paired per-sequence differences (same blocks, so the spread between blocks cancels). RADD: also the exact
    fixed-order likelihood (losses.any_order_log_likelihood through evaluation.likelihood.fixed_order_nats) over
    `--orders` random orders on the first `--order_blocks` blocks, beside the bound on those same blocks.
-3. Samples. For every diffusion model and sampler (below) and every NFE budget in `--nfe`,
-   evaluation.generation.draw_samples draws `--num_samples` sequences of seq_len tokens and
-   evaluation.judge.judge_tokens
+3. Samples. For every diffusion model of the base budget, sampler (below) and NFE budget in `--nfe`,
+   evaluation.generation.draw_samples draws `--num_samples` sequences of seq_len tokens (a block model block by
+   block, the sampler inside each block) and evaluation.judge.judge_tokens
    scores them under the AR model (the judge): gen-PPL with its delta-method SE over samples, the unigram
    entropy of the samples, the measured NFE (row-evaluations / batch: RADD's per-row cache can make it less
    than the budget) and the wall time per sample. References: the AR model's own ancestral samples (NFE = L;
@@ -37,12 +42,19 @@ Run (from the repository root; docs/results.md gives the measured tables and the
    call); theta-trapezoidal (Ren et al. 2025, second order, 2 calls a step) takes (N - 1) // 2 steps;
    first-hitting (absorbing only; Zheng et al. 2024) reveals ceil(m / N) positions per call for N < L and is
    exact with one token per call (NFE = L) for N >= L (budgets above L give the same sampler and are
-   skipped). Left out: RK-2 (first order and worse than Euler in this reading, docs/samplers.md) and ReMDM
-   (remasking spends calls beyond NFE = L; with an exact model it does not help at any NFE).
-4. Output: JSON (`--out`, default benchmarks/results/quality.json), the tables printed and written as Markdown
+   skipped). A block model of L / S blocks gives each block n = N S / L calls, with the steps of budget n at
+   length S (budgets the blocks cannot share evenly are left out). Left out: RK-2 (first order and worse than
+   Euler in this reading, docs/samplers.md) and ReMDM (remasking spends calls beyond NFE = L; with an exact model
+   it does not help at any NFE).
+4. Key/value cache (benchmarks/quality_blocks.py): each block model writes `--cache_length` (256) tokens per
+   sample as `lightning sample` does (first-hitting inside each block, the context sliding at seq_len), with the
+   cache and recomputing the context at every call; the samples must agree, and the seconds per sample compare.
+5. Output: JSON (`--out`, default benchmarks/results/quality.json), the tables printed and written as Markdown
    to <work_dir>/results.md (copy them into docs/results.md), the decoded samples under <work_dir>/samples/,
-   and a plot <work_dir>/quality.png (matplotlib, the `dev` extra: without it the script says so and
-   writes no plot) of val bits/token per model and gen-PPL and entropy against NFE per sampler.
+   and plots (matplotlib, the `dev` extra: without it the script says so and writes no plot):
+   <work_dir>/quality.png (val bits/token per model, gen-PPL and entropy against NFE per sampler, the
+   whole-sequence models) and <work_dir>/quality_blocks.png (bits/token against block size, the gap to AR
+   against steps, block samples' gen-PPL against NFE).
 """
 
 from __future__ import annotations

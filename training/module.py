@@ -20,6 +20,13 @@ per-sequence estimates are gathered with torchmetrics (whatever the batching and
 into bits/token = sum nats / sum tokens / ln 2 and its standard error (evaluation.bounds.ratio_estimate), beside
 the cross-entropy of a unigram model of the training blocks on the same validation blocks.
 
+The noise of a draw comes from the loss (`DiffusionLoss.draw_noise`, `sample_counts`, `count_draws`,
+`importance_weighted`; evaluation/bounds.py), and the network gets `clean=x0` when its forward takes it, so block
+diffusion (models.BlockDenoiser with losses.BlockDiffusionLoss, configs/bd3lm.yaml: one time or masked count per
+block, every block's loss in one forward pass) trains, validates (on `loss.bound()`) and samples (block by block,
+samplers.BlockSampler) on this same path. The network and the loss must agree on the block size, which must
+divide data.seq_len (one-line errors naming the keys).
+
 Randomness: the noise of a sequence at training batch k on rank r comes from generators seeded by
 (seed, k, r, hash of the sequence) (evaluation/bounds.py seeded_noise), so it does not depend on the order of
 the rows in the batch, and the
