@@ -32,6 +32,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from cli.arguments import SIGNAL_EXIT_BASE, fail
+from models.pretrained import CheckpointError, from_pretrained
 from models.pretrained.native import Checkpoint, read_checkpoint
 from training.base_module import TrainingModule
 from training.checkpoint import AtomicModelCheckpoint
@@ -44,6 +45,7 @@ EPILOG = """other subcommands (their own options: `lightning sample --help`, ...
   sample     Write text sampled from a trained checkpoint (cli/sample.py).
   evaluate   Negative-ELBO perplexity bound of a checkpoint on a text file (cli/evaluate.py).
   judge      Generative perplexity of samples under an AR checkpoint (cli/judge.py).
+  export     Write a checkpoint as model.safetensors + config.json (cli/export.py).
 """
 RESERVED_CKPT_PATHS = ("last", "best", "hpc", "registry")  # names Lightning resolves itself
 SHARDED_CHECKPOINT_MARKERS = ("meta.pt", "latest")  # files in the checkpoint directory of FSDP / DeepSpeed
@@ -120,6 +122,11 @@ class DiffusionCLI(LightningCLI):
         parser.set_defaults({"model": {"class_path": DEFAULT_MODEL}})
         parser.add_lightning_class_args(AtomicModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(SampleLogger, "samples")
+        parser.add_argument(
+            "--init_from", type=str | None, default=None,
+            help="fine-tune: start from the weights of a released (SEDD, RADD, MDLM) or exported model directory, or "
+            "a checkpoint of `lightning fit` (models.from_pretrained); the config must build the same network",
+        )
 
     def _config(self) -> Any:
         subcommand = self.config.get("subcommand")
@@ -155,10 +162,25 @@ class DiffusionCLI(LightningCLI):
             super().instantiate_classes()
             self.model.check_data(self.datamodule.vocab_size, self.datamodule.hparams.seq_len)
             self.check_checkpoint()
+            self.initialise()
         except (ValueError, FileNotFoundError) as error:
             fail(str(error))
         dumped = yaml.safe_load(self._parser(self.subcommand).dump(self._config(), skip_check=True))
         self.model.run_config = yaml.safe_dump({key: dumped[key] for key in ("model", "data")})
+
+    def initialise(self) -> None:
+        """--init_from: copy a loaded model's weights into the module before fit (TrainingModule.initialise_from)."""
+        source = self._config().get("init_from")
+        if source is None:
+            return
+        if self._ckpt_path() is not None:
+            raise ValueError("--init_from starts a new run from a model's weights and --ckpt_path resumes a run; "
+                             "give one of them")
+        try:
+            network = from_pretrained(source)
+        except CheckpointError as error:
+            raise ValueError(f"--init_from: {error}") from None
+        self.model.initialise_from(network, str(source))
 
     def _ckpt_path(self) -> str | None:
         """--ckpt_path when it names a local checkpoint file to check; None for no path, the names Lightning

@@ -328,6 +328,44 @@ def load_native(path: str | Path | Checkpoint, device: str | torch.device = "cpu
     return network.eval().to(device)
 
 
+def export_checkpoint(checkpoint: Checkpoint, out: str | Path) -> Path:
+    """Write `checkpoint`'s EMA network as an exported directory: out/model.safetensors (the network's own key names)
+    and out/config.json {"format": EXPORT_FORMAT, "kind", "vocab_size", "model", "data"}, which `load_native` and
+    models.from_pretrained read back to the same network.
+
+    The directory is written beside its target as `<out>.partial` and renamed into place, so a reader never sees half
+    of it. Raises ValueError naming --out when it exists and is not empty, or its parent does not exist.
+    """
+    from safetensors.torch import save_file  # the hubs' weight format
+
+    target = Path(out)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ValueError(f"--out: {str(target)!r} exists and is not an empty directory; give a new directory")
+    if not target.parent.is_dir():
+        raise ValueError(f"--out: the parent directory of {str(target)!r} does not exist; create it first")
+    if not checkpoint.has_config:
+        raise ValueError(f"--ckpt_path: {checkpoint.path!r} stores no training config; it cannot be exported")
+    build_network(checkpoint)  # the config builds a network (a one-line error otherwise) before anything is written
+    weights = {key: value.detach().contiguous().clone() for key, value in checkpoint.network_weights().items()}
+    config = {
+        "format": EXPORT_FORMAT, "kind": checkpoint.kind, "vocab_size": checkpoint.vocab_size,
+        "model": {"class_path": checkpoint.module_class, "init_args": checkpoint.model} if checkpoint.module_class
+        else checkpoint.model,
+        "data": checkpoint.data,
+    }
+    partial = target.with_name(target.name + ".partial")
+    if partial.exists():
+        for leftover in partial.iterdir():
+            leftover.unlink()
+    partial.mkdir(exist_ok=True)
+    save_file(weights, str(partial / WEIGHTS_FILE))
+    (partial / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    if target.exists():
+        target.rmdir()
+    partial.rename(target)
+    return target
+
+
 class NativeLayout:
     """This project's own layouts for models.from_pretrained: a `lightning fit` checkpoint (a file holding
     CONFIG_KEY) or a directory written by `lightning export` (config.json with format EXPORT_FORMAT)."""

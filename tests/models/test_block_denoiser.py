@@ -141,7 +141,7 @@ def test_cache_equals_running_the_network_on_the_whole_prefix() -> None:
 
 def test_bad_input_raises_one_clear_line() -> None:
     for bad in (0, 17, True, 2.0):
-        with pytest.raises(ValueError, match="block_size must be (an int >= 1|<= max_length=16)"):
+        with pytest.raises(ValueError, match=r"block_size must be (an int >= 1|<= max_length=16)"):
             models.BlockDenoiser(VOCAB, 16, 1, 2, 16, block_size=bad)  # type: ignore[arg-type]
     network = _network(4)
     x0, x_t = _pair()
