@@ -5,7 +5,9 @@ Nothing here knows about Lightning or CTMCs: a network maps tokens (B, L) (and a
 """
 
 from models.ar import ARTransformer
+from models.classifier import NoisyClassifier
 from models.dit import DiT, log_expm1
+from models.labels import drop_labels
 from models.presets import PRESETS, ModelSize, count_parameters
 from models.radd import RADDDenoiser
 from models.rotary import Rotation, apply_rotary, rotary_rotation
@@ -15,10 +17,12 @@ __all__ = [
     "ARTransformer",
     "DiT",
     "ModelSize",
+    "NoisyClassifier",
     "RADDDenoiser",
     "Rotation",
     "apply_rotary",
     "count_parameters",
+    "drop_labels",
     "log_expm1",
     "rotary_rotation",
 ]

@@ -15,6 +15,7 @@ from samplers.base import Sampler, SamplingResult
 from samplers.decoding import Decoding
 from samplers.euler import EulerSampler
 from samplers.first_hitting import FirstHittingSampler
+from samplers.guidance import classifier_free_guidance, guided_log_values, predictor_guidance
 from samplers.metrics import unigram_entropy
 from samplers.models import ConcreteScore, Denoiser, ModelOutput, as_model
 from samplers.remasking import ReMDMSampler
@@ -38,5 +39,8 @@ __all__ = [
     "TweedieSampler",
     "ancestral_sample",
     "as_model",
+    "classifier_free_guidance",
+    "guided_log_values",
+    "predictor_guidance",
     "unigram_entropy",
 ]
