@@ -6,6 +6,8 @@ or `sampler.generate(...)` -> `SamplingResult(tokens, nfe)`. `model` is a `Concr
 a `Denoiser` (p(x_0 | x_t), absorbing chain), or a bare score callable; with `positions=True` the callable
 also takes `where` (B, L) bool and returns only those rows, packed, and the samplers ask only for the positions
 they need (the masks on the absorbing chain, the reveals of first-hitting and ReMDM).
+`classifier_free_guidance` and `predictor_guidance` wrap a model into a guided one of the same contract, so every
+sampler draws class-conditional samples unchanged (samplers.guidance).
 
 Depends on torch and ctmc only (no Lightning, no tokenizer).
 """
