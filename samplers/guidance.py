@@ -18,8 +18,9 @@ from both forms below, so each is a transform of the concrete score s:
       <=>  log s(x | c)_{i, y} = log s(x)_{i, y} + gamma (log p(c | x with x_i = y) - log p(c | x));
 
   exact for gamma = 1 and an exact classifier (Bayes' rule). The log-ratio is computed over every Hamming-1
-  neighbour (exact) or to first order through the gradient of log p(c | .) in the one-hot input (Schiff et al.
-  2024, after Vignac et al.'s Taylor guidance):
+  neighbour (exact) or to first order through the gradient of log p(c | .) in the one-hot input (the Taylor
+  approximation of Nisonoff et al. 2024, after Vignac et al. 2023; Schiff et al. 2024 use it for large
+  vocabularies):
 
       log p(c | x with x_i = y) - log p(c | x) ~ g[i, y] - g[i, x_i],   g = d log p(c | onehot(x)) / d onehot(x).
 
