@@ -6,6 +6,8 @@ or `sampler.generate(...)` -> `SamplingResult(tokens, nfe)`. `model` is a `Concr
 a `Denoiser` (p(x_0 | x_t), absorbing chain), or a bare score callable; with `positions=True` the callable
 also takes `where` (B, L) bool and returns only those rows, packed, and the samplers ask only for the positions
 they need (the masks on the absorbing chain, the reveals of first-hitting and ReMDM).
+`classifier_free_guidance` and `predictor_guidance` wrap a model into a guided one of the same contract, so every
+sampler draws class-conditional samples unchanged (samplers.guidance).
 
 `BlockSampler` (block diffusion, with a key/value cache) and `SemiAutoregressiveSampler` (a plain masked model
 past its length) draw text of any length block after block with any of these samplers inside a block.
@@ -19,6 +21,7 @@ from samplers.block import BlockModel, BlockSampler, BlockSamplingResult, SemiAu
 from samplers.decoding import Decoding
 from samplers.euler import EulerSampler
 from samplers.first_hitting import FirstHittingSampler
+from samplers.guidance import classifier_free_guidance, guided_log_values, predictor_guidance
 from samplers.metrics import unigram_entropy
 from samplers.models import ConcreteScore, Denoiser, ModelOutput, as_model, network_model
 from samplers.remasking import ReMDMSampler
@@ -46,6 +49,9 @@ __all__ = [
     "TweedieSampler",
     "ancestral_sample",
     "as_model",
+    "classifier_free_guidance",
+    "guided_log_values",
     "network_model",
+    "predictor_guidance",
     "unigram_entropy",
 ]

@@ -119,7 +119,7 @@ class _Evaluator:
     def _evaluate(self, x: Tensor, total: Tensor, where: Tensor | None) -> ModelOutput:
         with torch.no_grad():
             output = evaluate(self.model, x, total, self.expected, where)
-        self.row_evaluations += x.shape[0]
+        self.row_evaluations += x.shape[0] * self.model.evaluations_per_row
         self.calls += 1
         return output
 
@@ -133,7 +133,8 @@ class Sampler:
     temperature, top_k, top_p, greedy: how the destination of a jump is drawn (`samplers.Decoding`);
     cache: for a time-independent denoiser, "row" (or True, the default) calls the network only on the rows
     whose tokens changed since their last evaluation, "batch" only when some token of the batch changed, "none"
-    (or False) on every step; NFE is reported as row-evaluations / batch size;
+    (or False) on every step; NFE is reported as row-evaluations / batch size (a model's `evaluations_per_row`
+    rows per row it is asked for: 2 under classifier-free guidance);
     progress: show a tqdm progress bar over steps.
     """
 

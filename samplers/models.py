@@ -38,21 +38,32 @@ from torch import Tensor
 CHUNK_ELEMENTS = 1 << 22
 
 
+def _check_evaluations(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"evaluations_per_row must be an int >= 1 (network rows per row asked), got {value!r}")
+    return value
+
+
 class ConcreteScore:
     """A concrete-score network s(x, sigma-bar) -> (B, L, n) (or its logarithm when `log=True`).
 
     fn: callable (x (B, L) long, total (B,) float) -> (B, L, n) non-negative scores; with `positions=True` it
     also takes `where=` (B, L) bool and then returns the packed rows (where.sum(), n) at where.nonzero().
+    evaluations_per_row: network row-evaluations one row of a call costs, counted in NFE (2 for classifier-free
+    guidance, whose one batched call evaluates every row twice: samplers.guidance).
     """
 
     time_independent = False
 
-    def __init__(self, fn: Callable[..., Tensor], log: bool = False, positions: bool = False) -> None:
+    def __init__(
+        self, fn: Callable[..., Tensor], log: bool = False, positions: bool = False, evaluations_per_row: int = 1
+    ) -> None:
         if not callable(fn):
             raise TypeError(f"fn must be callable (x, total) -> (B, L, n) scores, got {type(fn).__name__}")
         self.fn = fn
         self.log = bool(log)
         self.positions = bool(positions)
+        self.evaluations_per_row = _check_evaluations(evaluations_per_row)
 
     def __call__(self, x: Tensor, total: Tensor, where: Tensor | None = None) -> Tensor:
         """(B, L, n) scores, or the packed rows (where.sum(), n) at `where` (B, L) bool when it is given."""
@@ -69,16 +80,20 @@ class Denoiser:
 
     Only for the absorbing chain, whose concrete score factorises into it (RADD); see `ctmc.denoiser_to_score`.
     With `positions=True`, fn also takes `where=` (B, L) bool and returns the packed rows (where.sum(), V).
+    evaluations_per_row: as for `ConcreteScore`.
     """
 
     time_independent = True
 
-    def __init__(self, fn: Callable[..., Tensor], log: bool = False, positions: bool = False) -> None:
+    def __init__(
+        self, fn: Callable[..., Tensor], log: bool = False, positions: bool = False, evaluations_per_row: int = 1
+    ) -> None:
         if not callable(fn):
             raise TypeError(f"fn must be callable x -> (B, L, V) clean-token probabilities, got {type(fn).__name__}")
         self.fn = fn
         self.log = bool(log)
         self.positions = bool(positions)
+        self.evaluations_per_row = _check_evaluations(evaluations_per_row)
 
     def __call__(self, x: Tensor, total: Tensor | None = None, where: Tensor | None = None) -> Tensor:
         """(B, L, V) probabilities, or the packed rows (where.sum(), V) at `where` (B, L) bool when it is given."""
