@@ -1,26 +1,26 @@
 """x0-prediction models (samplers.X0Predictor): the exact x0-predictor of the absorbing chain draws the same
 tokens as the exact RADD denoiser for every sampler (the two scores are the same function, so the same generator
 draws give identical tokens); D3PM's reading (form="d3pm") with D3PM's exact x0-parameterisation reproduces the
-toy law (enumeration) where the posterior reading of the same network does not; packed outputs, widths, bad
-input. The exactness of form="posterior" on both chains is in the sampler contract (tests/samplers/
-sampler_contract.py, chains "absorbing-x0" and "uniform-x0")."""
+toy law (enumeration) where the posterior reading of the same network does not; a D3PM network (models.DiT)
+samples with every sampler; packed outputs, widths, bad input. The exactness of form="posterior" on both chains
+is in the sampler contract (tests/samplers/sampler_contract.py, chains "absorbing-x0" and "uniform-x0")."""
 
 import pytest
 import torch
 from sampler_contract import EPS, LENGTH, NUM_SAMPLES, VOCAB, exact_logits, make_toy
 from sampler_toy import total_variation, tv_noise_bound
 
+import models
 import samplers
 
-ABSORBING = [
+GRID = [
     samplers.EulerSampler,
     samplers.TauLeapingSampler,
     samplers.TweedieSampler,
     samplers.TrapezoidalSampler,
     samplers.RK2Sampler,
-    samplers.ReMDMSampler,
-    samplers.FirstHittingSampler,
 ]
+ABSORBING = [*GRID, samplers.ReMDMSampler, samplers.FirstHittingSampler]  # the last two: absorbing chain only
 
 
 @pytest.mark.parametrize("cls", ABSORBING, ids=[cls.__name__ for cls in ABSORBING])
@@ -112,3 +112,23 @@ def test_bad_x0_input_raises():
     with pytest.raises(ValueError, match="no mass"):
         logits = torch.full((2, LENGTH, VOCAB), float("-inf"))
         sampler.sample(samplers.X0Predictor(lambda x, total: logits, log=True), 2, LENGTH)
+
+
+@pytest.mark.parametrize("chain", ["absorbing", "uniform"])
+def test_a_d3pm_network_samples_with_every_sampler_that_applies(chain):
+    """A models.DiT read as D3PM x0-logits over the n states (what configs/d3pm.yaml trains), wrapped as the
+    training module would (positions=True: it computes the asked rows only): every sampler of the chain returns
+    clean tokens, the same for one seed with full and with packed outputs (float64 network)."""
+    toy, _ = make_toy(chain)
+    n = toy.process.num_states
+    torch.manual_seed(0)
+    network = models.DiT(n, hidden_size=16, num_layers=1, num_heads=2, cond_dim=8, max_length=8).double().eval()
+    packed = samplers.X0Predictor(network, log=True, positions=True, form="d3pm")
+    full = samplers.X0Predictor(lambda x, total: network(x, total), log=True, form="d3pm")
+    classes = ABSORBING if chain == "absorbing" else GRID
+    for cls in classes:
+        options = {} if cls is samplers.FirstHittingSampler else {"steps": 4}
+        sampler = cls(toy.process, eps=EPS, **options)
+        tokens = sampler.sample(packed, 4, 6, generator=torch.Generator().manual_seed(1))
+        assert tokens.shape == (4, 6) and int(tokens.min()) >= 0 and int(tokens.max()) < VOCAB, cls
+        assert torch.equal(sampler.sample(full, 4, 6, generator=torch.Generator().manual_seed(1)), tokens), cls
