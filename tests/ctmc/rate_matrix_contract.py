@@ -195,30 +195,38 @@ class RateMatrixContract:
         torch.testing.assert_close(chain.marginal_score(x, d3pm, totals[:, None])[read], exact[read],
                                    rtol=1e-9, atol=1e-12)
 
-    def test_analytic_step_with_the_marginal_score_is_the_d3pm_posterior(self):
-        """The analytic step over [before, before + step] with marginal_score(p) draws x_s from D3PM's model posterior
-        p(x_s = y | x_t) proportional to P(step)[y, x_t] (p P(before))_y (Austin et al. 2021, eq. 4), written out
-        with scipy.linalg.expm."""
+    def test_analytic_step_with_x0_scores_is_the_discrete_posterior(self):
+        """The analytic step over [before, before + step] from an x0-prediction p, written out with scipy.linalg.expm:
+        with marginal_score(p) it draws x_s from D3PM's model posterior, proportional to P(step)[y, x_t]
+        (p P(before))_y (Austin et al. 2021, eq. 4); with score_from_posterior(p) from the posterior mean
+        sum_{x0} p(x0) q(x_s = y | x_t, x0) over the x0 that reach x_t (p renormalised over them; MDLM's step)."""
         chain = self.make_chain()
         x = self._states(chain)
         probs = torch.softmax(torch.randn(*x.shape, chain.num_clean_states, dtype=torch.float64,
                                           generator=torch.Generator().manual_seed(5)) * 2, -1)
         step = torch.tensor([[0.01], [0.2], [1.0], [2.5]], dtype=torch.float64)
         before = torch.tensor([[0.05], [0.1], [0.8], [2.0]], dtype=torch.float64)
-        score = chain.marginal_score(x, probs, step + before)
-        jump = chain.analytic_jump_probability(x, score, step)
-        weights = chain.analytic_destinations(x, score, step)
-        law = jump[..., None] * weights / weights.sum(-1, keepdim=True).clamp_min(1e-300)
-        law = law.scatter(-1, x[..., None], (1 - jump)[..., None])
         q = chain.matrix().numpy()
         padded = torch.nn.functional.pad(probs, (0, chain.num_states - chain.num_clean_states)).numpy()
-        expected = np.zeros(law.shape)
+        d3pm, mean = np.zeros((*x.shape, chain.num_states)), np.zeros((*x.shape, chain.num_states))
         for b in range(x.shape[0]):
             forward = scipy.linalg.expm(float(step[b]) * q)
-            earlier = padded[b] @ scipy.linalg.expm(float(before[b]) * q)  # (L, n): p P(before)
-            joint = forward[:, x[b].numpy()].T * earlier
-            expected[b] = joint / joint.sum(-1, keepdims=True)
-        np.testing.assert_allclose(law.numpy(), expected, rtol=1e-8, atol=1e-11)
+            earlier = scipy.linalg.expm(float(before[b]) * q)
+            likelihood = forward[:, x[b].numpy()].T  # (L, n): P(step)[y, x_t]
+            joint = likelihood * (padded[b] @ earlier)
+            d3pm[b] = joint / joint.sum(-1, keepdims=True)
+            given_x0 = likelihood[:, None, :] * earlier[None, :, :]  # (L, x0, y)
+            norm = given_x0.sum(-1, keepdims=True)  # P(step + before)[x0, x_t]: 0 where x0 cannot reach x_t
+            given_x0 = np.divide(given_x0, norm, out=np.zeros_like(given_x0), where=norm > 0)
+            weights = padded[b] * (norm[..., 0] > 0)
+            mean[b] = np.einsum("lk,lky->ly", weights / weights.sum(-1, keepdims=True), given_x0)
+        for method, expected in (("marginal_score", d3pm), ("score_from_posterior", mean)):
+            score = getattr(chain, method)(x, probs, step + before)
+            jump = chain.analytic_jump_probability(x, score, step)
+            weights = chain.analytic_destinations(x, score, step)
+            law = jump[..., None] * weights / weights.sum(-1, keepdim=True).clamp_min(1e-300)
+            law = law.scatter(-1, x[..., None], (1 - jump)[..., None])
+            np.testing.assert_allclose(law.numpy(), expected, rtol=1e-8, atol=1e-11, err_msg=method)
 
     # ---- the limit law and the prior ------------------------------------------------------------------------
     def test_limit_law_is_stationary_and_the_limit_of_every_row(self):
