@@ -123,7 +123,7 @@ class _Blockwise:
                 state = self._select(state, ~stopped)
         if rows.numel():
             out[rows] = tokens
-        return BlockSamplingResult(out, counts.row_evaluations / batch_size, counts.calls, lengths)
+        return BlockSamplingResult(out, counts.row_evaluations / batch_size, counts.calls, lengths=lengths)
 
     def sample(self, model: object, batch_size: int, length: int, **options: Any) -> Tensor:
         """`generate(...)`'s tokens: (B, length) long."""
