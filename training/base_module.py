@@ -22,12 +22,14 @@ cross-entropy in training/autoregressive.py `ARModule`) subclasses it and suppli
 from __future__ import annotations
 
 import time
+import warnings
 from functools import partial
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 import torchmetrics
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import Tensor, nn
 
 import losses
@@ -39,6 +41,10 @@ from models.pretrained.native import CONFIG_KEY, record_of
 from training.ema import frozen_copy, update_average
 from training.lr_schedule import Decay, warmup_decay
 
+# The EMA copy of the network stays in eval mode by design (no dropout in validation and sampling); Lightning
+# warns at every fit start that modules are in eval mode. This is that one intended case.
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training",
+                        category=PossibleUserWarning)
 FUSED_ADAMW_DEVICES = ("cpu", "cuda", "mps", "xpu")  # device types with torch's fused AdamW kernel (torch >= 2.4)
 
 
@@ -214,6 +220,12 @@ class TrainingModule(pl.LightningModule):
     def on_train_batch_end(self, outputs: Any, batch: Tensor, batch_idx: int) -> None:
         elapsed = time.perf_counter() - self._batch_start
         self.log("train/tokens_per_s", batch.numel() * self.trainer.world_size / max(elapsed, 1e-9))
+        self.log_step()
+
+    def log_step(self) -> None:
+        """Label the row being logged with the optimiser steps taken (global_step; Lightning would label it with
+        the index of the last batch, one less): `step` is the key every Lightning logger reads as the row's step."""
+        self.log("step", float(self.global_step), sync_dist=False)
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         """The optimiser step, then the EMA update (before any callback's on_train_batch_end checkpoints)."""
@@ -251,6 +263,7 @@ class TrainingModule(pl.LightningModule):
         if self._unigram is not None:
             result["unigram_bits_per_token"] = float(losses.bits_per_token(unigram, total_tokens))
         self.validation_result = result
+        self.log_step()
         self.log("val/nats_per_token", total_nats / total_tokens, sync_dist=False)
         self.log("val/bits_per_token", result["bits_per_token"], prog_bar=True, sync_dist=False)
         self.log("val/perplexity_bound", result["perplexity_bound"], sync_dist=False)

@@ -40,14 +40,16 @@ def last_step(root: Path, version: str = "version_0") -> int:
 
 
 def assert_resume_continues(root: Path, corpus: Path, start: int, steps: int) -> None:
-    """Resume from version_0's last.ckpt (at step `start`) to max_steps=steps: version_1 trains steps - start
-    more optimiser steps (one logged train row each) and saves the final one."""
+    """Resume from version_0's last.ckpt (at step `start`) to max_steps=steps: it trains steps - start more
+    optimiser steps in the same folder (one train row each, appended to version_0's metrics after `start`) and
+    saves the final one as the folder's one last.ckpt."""
     last = root / "logs/lightning_logs/version_0/checkpoints/last.ckpt"
     cli = fit(corpus, steps, f"--ckpt_path={last}")
     assert cli.exit_status == 0 and cli.trainer.global_step == steps
-    logged = sorted(int(row["step"]) for row in read_metrics(root, "version_1") if row.get("train/loss"))
-    assert len(logged) == steps - start, logged
-    assert last_step(root, "version_1") == steps
+    logged = sorted(int(row["step"]) for row in read_metrics(root, "version_0") if row.get("train/loss"))
+    assert [step for step in logged if step > start] == list(range(start + 1, steps + 1)), logged
+    assert last_step(root, "version_0") == steps
+    assert checkpoints(root) == ["last.ckpt"] and not (root / "logs/lightning_logs/version_1").exists()
 
 
 def interrupt_at(monkeypatch, step: int, action) -> None:
