@@ -41,10 +41,7 @@ from models.pretrained.native import CONFIG_KEY, record_of
 from training.ema import frozen_copy, update_average
 from training.lr_schedule import Decay, warmup_decay
 
-# The EMA copy of the network stays in eval mode by design (no dropout in validation and sampling); Lightning
-# warns at every fit start that modules are in eval mode. This is that one intended case.
-warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training",
-                        category=PossibleUserWarning)
+EVAL_MODE_WARNING = r"Found \d+ module\(s\) in eval mode at the start of training"  # Lightning, at fit start
 FUSED_ADAMW_DEVICES = ("cpu", "cuda", "mps", "xpu")  # device types with torch's fused AdamW kernel (torch >= 2.4)
 
 
@@ -85,6 +82,9 @@ class TrainingModule(pl.LightningModule):
         unigram_output_bias: bool = False,
     ) -> None:
         super().__init__()
+        # The EMA copy stays in eval mode by design (no dropout in validation and sampling); Lightning warns at
+        # every fit start that modules are in eval mode. This is that one intended case (the filter is idempotent).
+        warnings.filterwarnings("ignore", message=EVAL_MODE_WARNING, category=PossibleUserWarning)
         check_int("model.vocab_size", vocab_size, 1, "link it from the data")
         if not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"model.ema_decay must lie in [0, 1), got {ema_decay!r}; SEDD uses 0.9999")

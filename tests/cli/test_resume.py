@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from fit_helpers import CONFIGS, read_metrics, tiny_args, tiny_corpus
 
@@ -64,6 +65,7 @@ def test_resume_reproduces_the_uninterrupted_loss_curve(monkeypatch, tmp_path):
         torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-7, msg=key)
 
 
+@pytest.mark.filterwarnings("ignore:The dirpath has changed")  # the point of --new_version
 def test_resume_into_a_new_version_when_asked(monkeypatch, tmp_path):
     """--new_version keeps the first run's folder as it was and logs the resumed steps in version_1."""
     corpus = tiny_corpus(tmp_path, TEXT)
