@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fit_helpers import CONFIGS, read_metrics, tiny_args, tiny_corpus
+from fit_helpers import CONFIGS, one_line_error, read_metrics, tiny_args, tiny_corpus
 
 from cli.main import main
 from data import TextBlocks, TextCorpus, unigram_log_probs
@@ -22,14 +22,6 @@ from models.pretrained.native import read_checkpoint
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def one_line_error(capsys, args: list[str]) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "Traceback" not in err, err
-    return errors[0]
 
 
 def test_a_negative_max_steps_is_one_line_naming_the_option(capsys, monkeypatch, tmp_path):
