@@ -144,6 +144,21 @@ class Absorbing(RateMatrix):
         """Unmasking to y proportional to s_y (the reverse rates; the factor expm1(delta) cancels)."""
         return self.reverse_rates_to(x, score, scale)
 
+    def _score_from_posterior(self, x: Tensor, probs: Tensor, total: Tensor) -> Tensor:
+        """Masked x: every x0 reaches the mask (P[x0, V] = 1 - e^{-total} for a token, 1 for the mask), so
+        s_y = p_y e^{-total} / (1 - e^{-total}) = p_y / expm1(total) for tokens y and s_V = 1 (p normalised).
+        Clean x: only x0 = x reaches it, s = e_x + expm1(total) e_V (s = e_x if p_x = 0)."""
+        vocab = self.vocab_size
+        masked = x == self.mask_index
+        growth = torch.expm1(total.double())
+        mass = probs.sum(-1, dtype=torch.float64)
+        own = probs.gather(-1, x.clamp(max=probs.shape[-1] - 1)[..., None]).squeeze(-1).double()
+        known = torch.where(masked, mass, own) > 0
+        tokens = probs[..., :vocab].double() / (growth * torch.where(known, mass, 1.0))[..., None]
+        tokens = torch.where((masked & known)[..., None], tokens, 0.0)
+        mask_column = torch.where(masked, 1.0, torch.where(known, growth, 0.0))
+        return torch.cat([tokens, mask_column[..., None]], -1).scatter(-1, x[..., None], 1.0)
+
     def _score_entropy(self, log_score: Tensor, x0: Tensor, x_t: Tensor, total: Tensor) -> Tensor:
         """Masked positions: w_y = 1 for every token y and r_y = [y = x0] / expm1(sigma-bar), so
         l = r [expm1(lse_{y < V} log s_y - log r) - (log s_x0 - log r)]; unmasked positions: 0."""

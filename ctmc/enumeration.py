@@ -2,9 +2,10 @@
 
 p_0 is a fixed, correlated distribution over all V^L clean sequences. The marginal at total noise sigma-bar is
 p_t(x) = sum_{x0} p_0(x0) prod_i P(sigma-bar)[x0_i, x_i] (P = exp(sigma-bar Q) from ctmc, per position), the
-exact concrete score is s[b, i, y] = p_t(x with x_i = y) / p_t(x), and the exact denoiser of the absorbing
-chain is p(x0_i = y | x_t) proportional to the p_0 mass of the clean sequences that agree with x_t's unmasked
-tokens.
+exact concrete score is s[b, i, y] = p_t(x with x_i = y) / p_t(x), the exact posterior marginal of a position is
+p(x0_i = y | x_t = x) proportional to sum_{x0 : x0_i = y} p_0(x0) prod_j P(sigma-bar)[x0_j, x_j] (an exact
+x0-predictor, any chain), and the exact denoiser of the absorbing chain is p(x0_i = y | x_t) proportional to
+the p_0 mass of the clean sequences that agree with x_t's unmasked tokens.
 """
 
 from __future__ import annotations
@@ -34,12 +35,32 @@ class ToyChain:
         grids = torch.meshgrid(*[torch.arange(base)] * self.length, indexing="ij")
         return torch.stack([g.flatten() for g in grids], -1)
 
-    def marginal_of(self, seqs: Tensor, total: Tensor) -> Tensor:
-        """p_t(seq) for seqs (B, K, L) and total (B,): sum_c p0(c) prod_i P_b[c_i, seq_i]. Returns (B, K)."""
+    def joint_of(self, seqs: Tensor, total: Tensor) -> Tensor:
+        """p(x0 = c, x_t = seq) = p0(c) prod_i P_b[c_i, seq_i] for every clean c: seqs (B, K, L), total (B,).
+        Returns (B, K, C)."""
         p = self.process.rate_matrix.transition(total.double())  # (B, n, n)
         b = torch.arange(seqs.shape[0])[:, None, None, None]
         factors = p[b, self.clean[None, None, :, :], seqs[:, :, None, :]]  # (B, K, C, L)
-        return (factors.prod(-1) * self.p0).sum(-1)
+        return factors.prod(-1) * self.p0
+
+    def marginal_of(self, seqs: Tensor, total: Tensor) -> Tensor:
+        """p_t(seq) for seqs (B, K, L) and total (B,): sum_c p0(c) prod_i P_b[c_i, seq_i]. Returns (B, K)."""
+        return self.joint_of(seqs, total).sum(-1)
+
+    def posterior_of(self, seqs: Tensor, total: Tensor) -> Tensor:
+        """p(x0_i = y | x_t = seq) for seqs (B, K, L), total (B,): (B, K, L, V) float64 (0 for an unreachable seq)."""
+        onehot = torch.nn.functional.one_hot(self.clean, self.vocab).double()  # (C, L, V)
+        probs = torch.einsum("bkc,clv->bklv", self.joint_of(seqs, total), onehot)
+        mass = probs.sum(-1, keepdim=True)
+        return torch.where(mass > 0, probs / torch.where(mass > 0, mass, 1.0), 0.0)
+
+    def posterior(self, x: Tensor, total: Tensor) -> Tensor:
+        """Exact p(x0_i = y | x_t = x), the exact x0-predictor: x (B, L), total (B,). Returns (B, L, V) float64."""
+        unique, inverse = torch.unique(total, return_inverse=True)
+        if unique.numel() <= 8:  # grid samplers: one table over all sequences per time
+            tables = self.posterior_of(self.states[None].expand(unique.numel(), -1, -1), unique.double())
+            return tables[inverse, (x * self.powers).sum(-1)]
+        return self.posterior_of(x[:, None, :], total)[:, 0]
 
     def neighbours(self, x: Tensor) -> Tensor:
         """(B, L * n + 1, L): x with position i set to y for every (i, y), then x itself."""

@@ -290,6 +290,40 @@ class RateMatrix(ABC):
         `analytic_jump_probability`, returns x.shape + (n,) float64. Called only on the positions that jump."""
         return self._analytic(x, self._check_score(x, score), delta, scale)[1]
 
+    # ---- the concrete score of an x0-prediction --------------------------------------------------------------
+    def score_from_posterior(self, x: Tensor, probs: Tensor, total: Tensor) -> Tensor:
+        """The concrete score of a clean-data posterior p(x0 | x_t) per position (Campbell et al. 2022; MDLM):
+
+            s(x)_y = sum_{x0} p(x0 | x) P(total)[x0, y] / P(total)[x0, x],
+
+        The sum runs over the x0 that can reach x (P(total)[x0, x] > 0), with p renormalised over them, so
+        s(x)_x = 1; a position whose p has no mass there gets s = e_x (no reverse move). For the true posterior
+        marginal p it is the true score at every y that can reach x (`reachable(y, x)`: the y with Q[y, x] > 0
+        that the reverse rates read, and those the analytic step reads); elsewhere it misses the x0 that reach y
+        but not x (e.g. the mask entry at a clean token of the absorbing chain).
+
+        x: (...) long; probs: x.shape + (m,) non-negative, summing to 1, m = n or m = num_clean_states (the
+        other states' entries are 0); total: sigma-bar > 0, x's number of dimensions, broadcastable to x.shape.
+        Returns x.shape + (n,) float64.
+        """
+        return self._score_from_posterior(x, self._check_score(x, probs, "probs"), self._check_total(x, total))
+
+    def marginal_score(self, x: Tensor, probs: Tensor, total: Tensor) -> Tensor:
+        """The concrete score of the per-position law p P(total), D3PM's reading of an x0-prediction p (Austin et
+        al. 2021, eq. 4: p_theta(x_s | x_t) proportional to sum_{x0} q(x_s, x_t | x0) p(x0 | x_t)):
+
+            s(x)_y = (p P(total))_y / (p P(total))_x      (s = e_x where (p P(total))_x = 0).
+
+        With it, the analytic (Tweedie) step over [s, t] is D3PM's posterior exactly. Shapes as
+        `score_from_posterior`; structured through `propagate` (O(n) per position for Absorbing and Uniform).
+        """
+        probs = self._check_score(x, probs, "probs")
+        total = self._check_total(x, total).double()
+        law = self._propagate(self._padded(probs), total)
+        here = law.gather(-1, x[..., None])
+        score = torch.where(here > 0, law / torch.where(here > 0, here, 1.0), 0.0)
+        return score.scatter(-1, x[..., None], 1.0)
+
     # ---- loss terms -------------------------------------------------------------------------------------------
     def score_entropy(self, log_score: Tensor, x0: Tensor, x_t: Tensor, total: Tensor) -> Tensor:
         """Per-position denoising score entropy without sigma(t) (Lou et al. 2024):
@@ -337,13 +371,28 @@ class RateMatrix(ABC):
         return kl, stats.lse - stats.gathered[..., 0]
 
     # ---- dense defaults, overridden by structured subclasses -------------------------------------------------
-    def _check_score(self, x: Tensor, score: Tensor) -> Tensor:
+    def _check_score(self, x: Tensor, score: Tensor, name: str = "score") -> Tensor:
         if score.shape[:-1] != x.shape or score.shape[-1] not in (self.num_states, self.num_clean_states):
             raise ValueError(
-                f"score must have shape x.shape + (n,) or x.shape + (clean states,) = {tuple(x.shape)} + "
+                f"{name} must have shape x.shape + (n,) or x.shape + (clean states,) = {tuple(x.shape)} + "
                 f"({self.num_states},) or ({self.num_clean_states},), got {tuple(score.shape)}"
             )
         return score
+
+    def _check_total(self, x: Tensor, total: Tensor) -> Tensor:
+        if not isinstance(total, Tensor) or not total.is_floating_point() or total.dim() not in (0, x.dim()):
+            raise ValueError(
+                f"total must be a float tensor with x's number of dimensions ({x.dim()}), broadcastable to x.shape "
+                f"{tuple(x.shape)}; for one time per sequence pass total[:, None]"
+            )
+        return total.expand(x.shape)
+
+    def _padded(self, probs: Tensor) -> Tensor:
+        """(..., n) float64: probs with zeros for the states beyond its width."""
+        probs = probs.double()
+        if probs.shape[-1] < self.num_states:
+            probs = torch.nn.functional.pad(probs, (0, self.num_states - probs.shape[-1]))
+        return probs
 
     def _dense_score(self, x: Tensor, score: Tensor, scale: Tensor | None) -> Tensor:
         """The (..., n) float64 concrete score: score padded with zeros, times scale, and s_x = 1."""
@@ -430,6 +479,18 @@ class RateMatrix(ABC):
         probs = (backward * self._transition_to(x, delta.expand(x.shape))).clamp_min(0.0)
         stay = probs.gather(-1, x[..., None]).squeeze(-1)
         return stay, probs.scatter(-1, x[..., None], 0.0)
+
+    def _score_from_posterior(self, x: Tensor, probs: Tensor, total: Tensor) -> Tensor:
+        # w_{x0} = p(x0) / P[x0, x] on the x0 that reach x; s = (w P(total)) / sum of p over them.
+        total = total.double()
+        column = self._transition_to(x, total)  # P(total)[x0, x] for every x0
+        probs = self._padded(probs)
+        reach = column > 0
+        weights = torch.where(reach, probs / torch.where(reach, column, 1.0), 0.0)
+        mass = torch.where(reach, probs, 0.0).sum(-1, keepdim=True)
+        score = self._propagate(weights, total) / torch.where(mass > 0, mass, 1.0)
+        score = torch.where(mass > 0, score, 0.0)
+        return score.scatter(-1, x[..., None], 1.0)
 
     def _score_entropy(self, log_score: Tensor, x0: Tensor, x_t: Tensor, total: Tensor) -> Tensor:
         dtype = torch.promote_types(log_score.dtype, torch.float64)

@@ -96,6 +96,21 @@ class Uniform(RateMatrix):
             rates = rates * scale.double()[..., None]
         return rates.scatter_(-1, x[..., None], 0.0)
 
+    def _score_from_posterior(self, x: Tensor, probs: Tensor, total: Tensor) -> Tensor:
+        """With P[x0, y] = a [x0 = y] + b (a = e^{-total}, b = (1 - a) / n; every x0 reaches x), the sum over
+        x0 = y, x0 = x and the rest gives, for y != x (p normalised, c = expm1(total)):
+
+            s_y = p_y a / b + 1 - p_x a / (a + b) = n p_y / c + 1 - n p_x / (n + c),     s_x = 1.
+        """
+        n = self.num_states
+        growth = torch.expm1(total.double())[..., None]
+        probs = probs.double()
+        mass = probs.sum(-1, keepdim=True)
+        probs = probs / torch.where(mass > 0, mass, 1.0)
+        own = probs.gather(-1, x[..., None])
+        score = n * probs / growth + (1.0 - n * own / (n + growth))
+        return torch.where(mass > 0, score, 0.0).scatter(-1, x[..., None], 1.0)
+
     def _score_entropy(self, log_score: Tensor, x0: Tensor, x_t: Tensor, total: Tensor) -> Tensor:
         """w_y = 1 / n and, with c = expm1(sigma-bar): if x_t = x0 every r_y = rho = c / (n + c); otherwise
         r_y = 1 except r_{x0} = 1 + n / c. l = (1/n) sum_{y != x_t} r_y phi(log s_y - log r_y), one pass over n."""

@@ -16,7 +16,11 @@ i / T] (`ctmc.DiscreteTimeChain.from_process`), so D3PM trains through the same 
     T * KL_i + KL(q(x_T | x0) || prior) + hybrid_weight * (-log p~_theta(x0 | x_i)),
 
 whose expectation is the negative ELBO plus hybrid_weight times D3PM's auxiliary cross-entropy. The prior is
-the chain's limit law. The per-position KL is the chain's `RateMatrix.d3pm_terms`: closed forms for the
+the one every bound of the toolkit uses (`losses.PriorKL`, the t = 1 forward marginal of a uniformly drawn clean
+token), not the chain's limit law: a schedule whose total noise at t = 1 is finite (LogLinear(eps) keeps a
+fraction eps of the tokens clean) has q(x_T | x0) put mass on x0, which the absorbing chain's all-mask limit law
+misses (an infinite KL), while the forward prior gives eps log V nats per token; where the schedule reaches the
+limit law the two are the same. The per-position KL is the chain's `RateMatrix.d3pm_terms`: closed forms for the
 Absorbing and Uniform chains (a few per-position numbers of the logits, no (B, L, n) posterior), the two
 posteriors in float64 for any other chain (zero-mass states contribute 0 * log 0 = 0 exactly).
 """
@@ -30,6 +34,7 @@ import ctmc
 from ctmc.checks import check_int
 from losses._validation import check_finite_loss
 from losses.base import DiffusionLoss, uniform_draws
+from losses.prior import PriorKL
 
 
 class D3PMLoss(DiffusionLoss):
@@ -51,6 +56,7 @@ class D3PMLoss(DiffusionLoss):
             raise ValueError(f"hybrid_weight must be a number >= 0 (D3PM uses 0.01), got {hybrid_weight!r}")
         self.chain = ctmc.DiscreteTimeChain.from_process(process, num_steps)
         self.hybrid_weight = float(hybrid_weight)
+        self.prior = PriorKL(process)  # KL(q(x_T | x0) || forward prior), per token
 
     @classmethod
     def from_chain(cls, chain: ctmc.DiscreteTimeChain, hybrid_weight: float = 0.01) -> D3PMLoss:
@@ -126,9 +132,9 @@ class D3PMLoss(DiffusionLoss):
         return self.process.rate_matrix.d3pm_terms(output, x0, x_t, step, before)
 
     def prior_terms(self, x0: Tensor) -> Tensor:
-        """KL(q(x_T | x0) || limit law) per position: (B, L) float64 (inf where the limit law misses mass)."""
-        total = self.chain.cumulative_time(self.num_steps).to(x0.device)
-        return self.process.rate_matrix.prior_kl(x0, total)
+        """KL(q(x_T | x0) || pi) per position, pi = `losses.forward_prior(process)` (module docstring): (B, L)
+        float64, finite. x0: (B, L) long clean tokens."""
+        return self.prior.per_token(x0)
 
     def _loss(self, output: Tensor, x0: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
         """T KL_i + prior KL + hybrid_weight * CE, summed over positions; i = t T. Returns (B,)."""
@@ -138,6 +144,5 @@ class D3PMLoss(DiffusionLoss):
         loss = (variational + prior).to(output.dtype) + self.hybrid_weight * cross_entropy.sum(-1)
         return check_finite_loss(
             loss,
-            "x_t cannot be reached from x0 at step i, output gives the data 0 mass, or the chain has not reached "
-            "its limit law at t = 1 (an infinite prior KL: use a schedule that does, e.g. the chain's schedule())",
+            "x_t cannot be reached from x0 at step i, or output gives the data 0 mass",
         )

@@ -8,7 +8,9 @@ the papers' released checkpoints into them (models.pretrained). See docs/models.
 
 from models.ar import ARTransformer
 from models.block_denoiser import BlockDenoiser
+from models.classifier import NoisyClassifier
 from models.dit import DiT, log_expm1
+from models.labels import drop_labels
 from models.mdlm import MDLMDenoiser
 from models.presets import PRESETS, ModelSize, count_parameters
 from models.pretrained import PretrainedInfo, from_pretrained
@@ -22,11 +24,13 @@ __all__ = [
     "DiT",
     "MDLMDenoiser",
     "ModelSize",
+    "NoisyClassifier",
     "PretrainedInfo",
     "RADDDenoiser",
     "Rotation",
     "apply_rotary",
     "count_parameters",
+    "drop_labels",
     "from_pretrained",
     "log_expm1",
     "rotary_rotation",

@@ -46,30 +46,35 @@ class ARTransformer(TokenTransformer):
         bos = torch.full((x.shape[0], 1), self.bos_index, dtype=x.dtype, device=x.device)
         return torch.cat([bos, x], dim=1)
 
-    def logits(self, x: Tensor) -> Tensor:
+    def logits(self, x: Tensor, label: Tensor | None = None) -> Tensor:
         """Next-token logits, teacher-forced: x (B, L) long in [0, V) -> (B, L, V), row l a function of x[:, :l].
 
+        label: (B,) long in [0, num_classes] (num_classes: the null label) or None (the null label), only with
+        num_classes > 0; the logits are then those of p_theta(x_l | x_{<l}, c).
         Float32 (float64 for a float64 model). Softmax of row l is p_theta(x_l = . | x_{<l}).
         """
         self.check_tokens(x)
-        return self.trunk(self._with_bos(x[:, :-1]))
+        return self.trunk(self._with_bos(x[:, :-1]), shift=self.label_shift(label, x.shape[0]))
 
-    def forward(self, x: Tensor) -> Tensor:
-        """log p_theta(x_l = y | x_{<l}): x (B, L) long in [0, V) -> (B, L, V), logsumexp over y equal to 0."""
-        return torch.log_softmax(self.logits(x), dim=-1)
+    def forward(self, x: Tensor, label: Tensor | None = None) -> Tensor:
+        """log p_theta(x_l = y | x_{<l}[, c]): x (B, L) long in [0, V) -> (B, L, V), logsumexp over y equal to 0.
+        label: as in `logits`."""
+        return torch.log_softmax(self.logits(x, label), dim=-1)
 
-    def nll(self, x: Tensor) -> Tensor:
-        """Exact negative log-likelihood -log p_theta(x) = -sum_l log p_theta(x_l | x_{<l}) in nats.
+    def nll(self, x: Tensor, label: Tensor | None = None) -> Tensor:
+        """Exact negative log-likelihood -log p_theta(x[ | c]) = -sum_l log p_theta(x_l | x_{<l}[, c]) in nats.
 
-        x: (B, L) long in [0, V). Returns (B,) in the logits' dtype. Uses the fused cross-entropy, so it holds one
-        (B, L, V) tensor (the logits) beyond the network's activations, and is the training objective as is.
+        x: (B, L) long in [0, V); label: as in `logits`. Returns (B,) in the logits' dtype. Uses the fused
+        cross-entropy, so it holds one (B, L, V) tensor (the logits) beyond the network's activations, and is the
+        training objective as is.
         """
-        logits = self.logits(x)
+        logits = self.logits(x, label)
         per_token = F.cross_entropy(logits.flatten(0, 1), x.flatten(), reduction="none")
         return per_token.view(x.shape).sum(-1)
 
-    def next_token_log_probs(self, prefix: Tensor) -> Tensor:
-        """log p_theta(x_k = . | x_{<k} = prefix) for ancestral sampling: prefix (B, k) long, 0 <= k < max_length.
+    def next_token_log_probs(self, prefix: Tensor, label: Tensor | None = None) -> Tensor:
+        """log p_theta(x_k = . | x_{<k} = prefix[, c]) for ancestral sampling: prefix (B, k) long,
+        0 <= k < max_length; label: as in `logits`.
 
         k = 0 (an empty prefix) gives the law of the first token. Returns (B, V) float32 (float64 model).
         """
@@ -79,4 +84,5 @@ class ARTransformer(TokenTransformer):
                 f"prefix has length {prefix.shape[1]}, but a next token fits only after a prefix shorter than "
                 f"max_length={self.max_length}; truncate the prefix"
             )
-        return torch.log_softmax(self.trunk(self._with_bos(prefix))[:, -1], dim=-1)
+        shift = self.label_shift(label, prefix.shape[0])
+        return torch.log_softmax(self.trunk(self._with_bos(prefix), shift=shift)[:, -1], dim=-1)

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from ctmc.checks import check_int
 from ctmc.noise_ratio import log_expm1
+from models.labels import LabelEmbedding, check_num_classes, label_vector
 from models.noise_embedding import NoiseEmbedding, check_total_noise
 from models.presets import count_parameters, preset_arguments
 from models.trunk import TransformerTrunk, check_where
@@ -61,6 +62,10 @@ class DiT(nn.Module):
     -log(e^sigma - 1) - log(vocab_size - 1) (module docstring). tie_weights uses the token embedding as the
     output projection (the output is then not zero at initialisation). local_mixing = k > 0 adds a width-k
     residual depthwise convolution on the embeddings and before every block (models.local_mixing).
+    num_classes = C > 0 makes the network class-conditional (as class-conditional DiT, Peebles & Xie 2023): a
+    zero-initialised (C + 1)-row label embedding (models.labels; row C is the null label) is added to the noise
+    embedding, so the label reaches every adaLN; 0 (the default) is the unconditional network, with exactly its
+    old parameters.
     """
 
     def __init__(
@@ -76,9 +81,11 @@ class DiT(nn.Module):
         tie_weights: bool = False,
         mlp_ratio: int = 4,
         local_mixing: int = 0,
+        num_classes: int = 0,
     ) -> None:
         super().__init__()
         check_int("vocab_size", vocab_size, 2, "count all states, mask included")
+        self.num_classes = check_num_classes(num_classes)
         self.vocab_size = vocab_size
         self.max_length = max_length  # longest accepted input
         self.absorbing_parameterization = absorbing_parameterization
@@ -96,6 +103,14 @@ class DiT(nn.Module):
             local_mixing=local_mixing,
         )
         self.noise_embedding = NoiseEmbedding(cond_dim)  # after the trunk, which validates cond_dim
+        self.label_embedding = LabelEmbedding(num_classes, cond_dim) if num_classes else None
+
+    def conditioning(self, sigma: Tensor, label: Tensor | None = None) -> Tensor:
+        """The adaLN conditioning c (B, cond_dim): the noise embedding of sigma (B,), plus the label embedding of
+        label ((B,) long in [0, num_classes], None: the null label) for a conditional network."""
+        cond = self.noise_embedding(sigma)
+        shift = label_vector(self.label_embedding, label, sigma.shape[0])
+        return cond if shift is None else cond + shift.to(cond.dtype)
 
     @classmethod
     def from_preset(cls, name: str, vocab_size: int, **overrides: Any) -> "DiT":
@@ -127,11 +142,15 @@ class DiT(nn.Module):
             )
         self.trunk.output_bias[:-1].copy_(log_probs + math.log(self.vocab_size - 1))
 
-    def forward(self, x: Tensor, sigma: Tensor, where: Tensor | None = None) -> Tensor:
-        """log s_theta(x, sigma): x (B, L) long in [0, vocab_size); sigma (B,) float, the total noise
-        sigma-bar(t); where: None or a (B, L) bool of the positions to output. Returns (B, L, vocab_size), or with
-        `where` the packed (where.sum(), vocab_size) rows of the positions where.nonzero() in row-major order
-        (the same values); float32 (float64 for a float64 model), 0 at the input token of every row.
+    def forward(
+        self, x: Tensor, sigma: Tensor, where: Tensor | None = None, label: Tensor | None = None
+    ) -> Tensor:
+        """log s_theta(x, sigma[, c]): x (B, L) long in [0, vocab_size); sigma (B,) float, the total noise
+        sigma-bar(t); where: None or a (B, L) bool of the positions to output; label: (B,) long in [0, num_classes]
+        (num_classes: the null label) or None (the null label), only with num_classes > 0. Returns
+        (B, L, vocab_size), or with `where` the packed (where.sum(), vocab_size) rows of the positions
+        where.nonzero() in row-major order (the same values); float32 (float64 for a float64 model), 0 at the input
+        token of every row.
 
         The shift and the zero at the input token are written in place into the (rows, vocab_size) projection, so
         that neither the forward nor the backward copies the output (models.trunk.TransformerTrunk.output_rows).
@@ -139,7 +158,7 @@ class DiT(nn.Module):
         self.trunk.check_tokens(x)
         self.check_sigma(sigma, x.shape[0])
         check_where(where, x.shape)
-        rows = self.trunk.output_rows(x, self.noise_embedding(sigma), where)
+        rows = self.trunk.output_rows(x, self.conditioning(sigma, label), where)
         log_score = rows.logits  # (R, vocab_size)
         if self.absorbing_parameterization:
             shift = log_expm1(sigma.to(log_score.dtype)) + math.log(self.vocab_size - 1)  # (B,)

@@ -32,13 +32,17 @@ class RADDDenoiser(TokenTransformer):
         """The index of the mask state: vocab_size."""
         return self.vocab_size
 
-    def forward(self, x: Tensor, sigma: Tensor | None = None, where: Tensor | None = None) -> Tensor:
-        """log p_theta(x0_l = y | x): x (B, L) long in [0, V]; sigma is accepted and ignored, so that DiT and
-        RADDDenoiser share a call signature; where: None or a (B, L) bool of the positions to output. Returns
-        (B, L, V), or with `where` the packed (where.sum(), V) rows of where.nonzero() in row-major order (the
-        same values), float32 (float64 for a float64 model) with logsumexp over y equal to 0.
+    def forward(
+        self, x: Tensor, sigma: Tensor | None = None, where: Tensor | None = None, label: Tensor | None = None
+    ) -> Tensor:
+        """log p_theta(x0_l = y | x[, c]): x (B, L) long in [0, V]; sigma is accepted and ignored, so that DiT and
+        RADDDenoiser share a call signature; where: None or a (B, L) bool of the positions to output; label: (B,)
+        long in [0, num_classes] (num_classes: the null label) or None (the null label), only with num_classes > 0.
+        Returns (B, L, V), or with `where` the packed (where.sum(), V) rows of where.nonzero() in row-major order
+        (the same values), float32 (float64 for a float64 model) with logsumexp over y equal to 0.
         """
         del sigma  # time-independent by construction
         self.trunk.check_tokens(x)
         check_where(where, x.shape)
-        return torch.log_softmax(self.trunk(x, where=where), dim=-1)
+        shift = self.label_shift(label, x.shape[0])
+        return torch.log_softmax(self.trunk(x, where=where, shift=shift), dim=-1)

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from ctmc.checks import check_int
+from models.labels import LabelEmbedding, check_num_classes, label_vector
 from models.presets import count_parameters, preset_arguments
 from models.trunk import TransformerTrunk
 
@@ -22,7 +23,9 @@ class TokenTransformer(nn.Module):
 
     tie_weights uses the first V rows of the (V + 1)-row token embedding as the output projection.
     local_mixing = k > 0 adds a width-k residual depthwise convolution on the embeddings and before every block
-    (models.local_mixing; causal for the AR model).
+    (models.local_mixing; causal for the AR model). num_classes = C > 0 makes the network class-conditional: a
+    zero-initialised (C + 1)-row label embedding (models.labels; row C is the null label) is added to every token
+    embedding of a sequence; 0 (the default) is the unconditional network, with exactly its old parameters.
     """
 
     causal: bool = False
@@ -39,9 +42,11 @@ class TokenTransformer(nn.Module):
         tie_weights: bool = False,
         mlp_ratio: int = 4,
         local_mixing: int = 0,
+        num_classes: int = 0,
     ) -> None:
         super().__init__()
         check_int("vocab_size", vocab_size, 1, f"count the data tokens, {self.extra_state} excluded")
+        self.num_classes = check_num_classes(num_classes)
         self.vocab_size = vocab_size
         self.max_length = max_length  # longest accepted input
         self.trunk = TransformerTrunk(
@@ -58,6 +63,13 @@ class TokenTransformer(nn.Module):
             local_mixing=local_mixing,
             causal=self.causal,
         )
+        # After the trunk, which validates hidden_size.
+        self.label_embedding = LabelEmbedding(num_classes, hidden_size) if num_classes else None
+
+    def label_shift(self, label: Tensor | None, batch_size: int) -> Tensor | None:
+        """The (B, hidden_size) vector added to the token embeddings of each sequence for `label` ((B,) long in
+        [0, num_classes], None: the null label), or None for an unconditional network (which refuses a label)."""
+        return label_vector(self.label_embedding, label, batch_size)
 
     @classmethod
     def from_preset(cls: type[Network], name: str, vocab_size: int, **overrides: Any) -> Network:

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 
 class OutputRows(NamedTuple):
-    """logits: (R, S) output rows; batch_index, tokens: (R,) long, the sequence and the input token of each row."""
+    """logits: (R, S) output rows; batch_index, tokens: (R,) long, the sequence and the input token of each row
+    (tokens: (R, num_states), the input weights, for a float input)."""
 
     logits: Tensor
     batch_index: Tensor
@@ -90,8 +91,8 @@ class TransformerTrunk(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         check_int("local_mixing", local_mixing, 0, "it is a kernel size; 0 disables it")
-        if output_size > num_states:
-            raise ValueError(f"output_size ({output_size}) cannot exceed num_states ({num_states})")
+        if tie_weights and output_size > num_states:
+            raise ValueError(f"output_size ({output_size}) cannot exceed num_states ({num_states}) with tie_weights")
 
         self.num_states = num_states
         self.causal = causal
@@ -146,17 +147,27 @@ class TransformerTrunk(nn.Module):
                 f"got values in [{int(x.min())}, {int(x.max())}]"
             )
 
+    def embed(self, x: Tensor) -> Tensor:
+        """Token embeddings (B, L, H): x (B, L) long ids, or (B, L, num_states) float weights over the states
+        (a one-hot, or any mixture: the embedding is then weights @ table, differentiable in the weights)."""
+        if x.is_floating_point():
+            return x.to(self.embedding.weight.dtype) @ self.embedding.weight
+        return self.embedding(x)
+
     def hidden_states(
         self,
         x: Tensor,
         cond: Tensor | None = None,
+        shift: Tensor | None = None,
         *,
         positions: Tensor | None = None,
         mask: Tensor | None = None,
         caches: Sequence[LayerCache] | None = None,
         segment: int | None = None,
     ) -> Tensor:
-        """The blocks' output before the final norm: x (B, L) long; cond (B, cond_dim) or None. Returns (B, L, H).
+        """The blocks' output before the final norm: x (B, L) long (or (B, L, num_states) float, `embed`);
+        cond (B, cond_dim) or None; shift (B, H) or None, a vector added to every token embedding of its sequence
+        (a class label's embedding). Returns (B, L, H).
 
         Every position is computed, whatever the caller projects afterwards: attention reads all of them.
         The keywords serve the block diffusion network (models.block_denoiser) and keep the plain trunk when
@@ -164,7 +175,9 @@ class TransformerTrunk(nn.Module):
         attention mask of every layer; caches, one models.kv_cache.LayerCache per layer (num_layers of them);
         segment, the run length within which local mixing stays (models.local_mixing.LocalMixing).
         """
-        h = self.embedding(x)  # (B, L, H)
+        h = self.embed(x)  # (B, L, H)
+        if shift is not None:
+            h = h + shift[:, None, :].to(h.dtype)
         if positions is None:
             positions = torch.arange(x.shape[1], device=x.device)
         # float64 positions give float64 tables: a float64 model (reference tests) rotates in float64 throughout.
@@ -179,26 +192,30 @@ class TransformerTrunk(nn.Module):
             h = block(h, rotation, cond, mask, None if caches is None else caches[index])
         return h
 
-    def output_rows(self, x: Tensor, cond: Tensor | None = None, where: Tensor | None = None) -> OutputRows:
+    def output_rows(
+        self, x: Tensor, cond: Tensor | None = None, where: Tensor | None = None, shift: Tensor | None = None
+    ) -> OutputRows:
         """The output projection as a 2-D tensor of rows, one per position that is asked for.
 
-        x: (B, L) long (checked by the caller with check_tokens); cond: (B, cond_dim) or None; where: None (all
-        B L positions, row b L + l) or a (B, L) bool (checked with check_where): the rows of where.nonzero(), in
-        row-major order. Returns `OutputRows`: logits (R, output_size) in float32 (float64 if the parameters are)
-        and the batch index and token id (R,) of each row. Only the final norm and the projection run per row,
-        so a packed call costs R / (B L) of the head; callers may modify the logits in place (their autograd
-        node, the projection, does not save its output).
+        x: (B, L) long (checked by the caller with check_tokens) or (B, L, num_states) float weights (`embed`);
+        cond: (B, cond_dim) or None; where: None (all B L positions, row b L + l) or a (B, L) bool (checked with
+        check_where): the rows of where.nonzero(), in row-major order; shift: as in `hidden_states`. Returns
+        `OutputRows`: logits (R, output_size) in float32 (float64 if the parameters are) and the batch index and
+        token id (R,) of each row. Only the final norm and the projection run per row, so a packed call costs
+        R / (B L) of the head; callers may modify the logits in place (their autograd node, the projection, does
+        not save its output).
         """
-        return self.head(self.hidden_states(x, cond), x, cond, where)
+        return self.head(self.hidden_states(x, cond, shift), x, cond, where)
 
     def head(self, h: Tensor, x: Tensor, cond: Tensor | None = None, where: Tensor | None = None) -> OutputRows:
-        """`output_rows` from hidden states h (B, L, H) (`hidden_states`) of the tokens x (B, L): the final norm
-        and the projection at every position (where None) or at the rows of where.nonzero() only."""
-        batch, length = x.shape
+        """`output_rows` from hidden states h (B, L, H) (`hidden_states`) of the tokens x (B, L) (or their weights
+        (B, L, num_states)): the final norm and the projection at every position (where None) or at the rows of
+        where.nonzero() only."""
+        batch, length = x.shape[:2]
         if where is None:
             rows = h.reshape(batch * length, -1)
             batch_index = torch.arange(batch, device=x.device).repeat_interleave(length)
-            tokens = x.reshape(-1)
+            tokens = x.reshape(batch * length, *x.shape[2:])
         else:
             rows, batch_index, tokens = h[where], where.nonzero()[:, 0], x[where]
         rows = self.final_norm(rows, cond, batch_index)
@@ -207,10 +224,13 @@ class TransformerTrunk(nn.Module):
         logits = F.linear(rows, weight, self.output_bias)
         return OutputRows(logits.to(torch.promote_types(logits.dtype, torch.float32)), batch_index, tokens)
 
-    def forward(self, x: Tensor, cond: Tensor | None = None, where: Tensor | None = None) -> Tensor:
-        """x: (B, L) long in [0, num_states) (checked by the caller with check_tokens); cond: (B, cond_dim)
-        or None; where: None or (B, L) bool (`output_rows`). Returns (B, L, output_size), or the packed
-        (where.sum(), output_size) rows of where.nonzero(), in float32 (float64 if the parameters are float64).
+    def forward(
+        self, x: Tensor, cond: Tensor | None = None, where: Tensor | None = None, shift: Tensor | None = None
+    ) -> Tensor:
+        """x: (B, L) long in [0, num_states) (checked by the caller with check_tokens), or (B, L, num_states)
+        float weights (`embed`); cond: (B, cond_dim) or None; where: None or (B, L) bool (`output_rows`); shift:
+        (B, H) or None (`hidden_states`). Returns (B, L, output_size), or the packed (where.sum(), output_size)
+        rows of where.nonzero(), in float32 (float64 if the parameters are float64).
         """
-        logits = self.output_rows(x, cond, where).logits
-        return logits if where is not None else logits.view(*x.shape, -1)
+        logits = self.output_rows(x, cond, where, shift).logits
+        return logits if where is not None else logits.view(*x.shape[:2], -1)

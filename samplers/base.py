@@ -8,6 +8,9 @@ that moves x (B, L) from time t to the earlier time s (both (B,) diffusion times
 (x, t). The base class starts from the prior (the chain's limit law: all masks for the absorbing chain),
 walks the time grid 1 = t_0 > t_1 > ... > t_K = eps, re-imposes the given tokens after every step and, if
 `denoise`, finishes with the analytic step from eps to 0 (SEDD's final denoising step).
+
+The loop can be driven step by step: `iterate(model, batch_size, length, ...)` yields one `SamplingStep` per
+step (the start first), and `generate` is a short loop over it (`keep_trajectory=True` keeps every state).
 """
 
 from __future__ import annotations
@@ -23,17 +26,43 @@ from ctmc.checks import check_int
 from samplers.analytic import analytic_jumps
 from samplers.decoding import Decoding
 from samplers.jumps import apply_jumps
-from samplers.models import Denoiser, Model, ModelOutput, as_model, evaluate
+from samplers.models import Denoiser, Model, ModelOutput, X0Predictor, as_model, evaluate
 
 
 @dataclass
 class SamplingResult:
     """tokens: (B, L) long; nfe: network evaluations per sequence, i.e. row-evaluations / B (cached rows not
-    counted; an int-valued float without per-row caching); calls: forward passes of the network."""
+    counted; an int-valued float without per-row caching); calls: forward passes of the network.
+
+    With `generate(..., keep_trajectory=True)`: states (K + 1, B, L) long, the start x_1 and the state after each
+    of the K steps (the last is `tokens`), and times (K + 1, B) float64, the time of each state (1, ..., eps, and
+    0 after a final denoising step); None otherwise.
+    """
 
     tokens: Tensor
     nfe: float
     calls: int = 0
+    states: Tensor | None = None
+    times: Tensor | None = None
+
+
+@dataclass
+class SamplingStep:
+    """One item of `Sampler.iterate`: where the loop stands after `index` steps.
+
+    index: 0 for the start (x drawn from the prior, given positions imposed; no network call), then 1, 2, ...;
+    t, s: (B,) float64 diffusion times the step went from and to (t == s at the start and for a corrector step);
+    x: (B, L) long, the state at time s (given positions re-imposed); nfe, calls: as `SamplingResult`, so far;
+    denoising: True for the final denoising step from eps to s = 0 (the last item when the sampler's `denoise`).
+    """
+
+    index: int
+    t: Tensor
+    s: Tensor
+    x: Tensor
+    nfe: float
+    calls: int
+    denoising: bool = False
 
 
 CACHE_MODES = ("row", "batch", "none")
@@ -58,7 +87,9 @@ class _Evaluator:
         self.process = process
         self.cache = cache if model.time_independent else "none"
         n = process.num_states
-        self.expected = n - 1 if isinstance(model, Denoiser) else n
+        self.expected: int | tuple[int, ...] = n - 1 if isinstance(model, Denoiser) else n
+        if isinstance(model, X0Predictor):
+            self.expected = (n, process.rate_matrix.num_clean_states)
         self.row_evaluations = 0
         self.calls = 0
         self._last: tuple[Tensor, Tensor, Tensor] | None = None  # (x (B, L), kept (B, L) bool, rows (N, m))
@@ -118,8 +149,8 @@ class _Evaluator:
 
     def _evaluate(self, x: Tensor, total: Tensor, where: Tensor | None) -> ModelOutput:
         with torch.no_grad():
-            output = evaluate(self.model, x, total, self.expected, where)
-        self.row_evaluations += x.shape[0]
+            output = evaluate(self.model, x, total, self.expected, where, self.process.rate_matrix)
+        self.row_evaluations += x.shape[0] * self.model.evaluations_per_row
         self.calls += 1
         return output
 
@@ -128,12 +159,14 @@ class Sampler:
     """Reverse-time sampler of a `ctmc.ForwardProcess` (time 1 = noise down to eps, then optional denoising).
 
     process: the forward process; steps: number of steps K (>= 1) on the linear grid from 1 to eps, unless
-    `times` (a decreasing sequence from 1 to eps) is given; eps: the last time of the grid, in (0, 1);
+    `times` (a decreasing sequence from 1 to eps) is given, whose intervals are then the steps (`self.steps`
+    counts them and `steps` is not read); eps: the last time of the linear grid, in (0, 1);
     denoise: finish with the analytic step from eps to 0 (one extra network call, SEDD);
     temperature, top_k, top_p, greedy: how the destination of a jump is drawn (`samplers.Decoding`);
     cache: for a time-independent denoiser, "row" (or True, the default) calls the network only on the rows
     whose tokens changed since their last evaluation, "batch" only when some token of the batch changed, "none"
-    (or False) on every step; NFE is reported as row-evaluations / batch size;
+    (or False) on every step; NFE is reported as row-evaluations / batch size (a model's `evaluations_per_row`
+    rows per row it is asked for: 2 under classifier-free guidance);
     progress: show a tqdm progress bar over steps.
     """
 
@@ -158,8 +191,8 @@ class Sampler:
             raise ValueError(f"eps must be a float in (0, 1), got {eps!r}; it is the last time of the grid")
         self.process = process
         self.eps = float(eps)
-        self.steps = steps
         self.times = self._make_times(steps, self.eps, times)
+        self.steps = steps if times is None else self.times.numel() - 1  # the number of grid intervals
         self.denoise = bool(denoise)
         self.decoding = Decoding(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy)
         self.cache = self._cache_mode(cache)
@@ -219,7 +252,8 @@ class Sampler:
         return None
 
     def check_model(self, model: Model) -> None:
-        """Refuse model kinds this sampler cannot use (a denoiser needs a chain whose score factorises)."""
+        """Refuse model kinds this sampler cannot use (a denoiser needs a chain whose score factorises; a
+        ConcreteScore and an X0Predictor work on every chain)."""
         if isinstance(model, Denoiser) and not self.process.rate_matrix.score_factorises:
             raise TypeError(
                 "a samplers.Denoiser only defines a score for the absorbing chain (RADD); use a ConcreteScore "
@@ -245,6 +279,66 @@ class Sampler:
         return self.times.numel() - 1
 
     # ---- the shared loop -------------------------------------------------------------------------------
+    def iterate(
+        self,
+        model: object,
+        batch_size: int,
+        length: int,
+        *,
+        generator: torch.Generator | None = None,
+        prefix: Tensor | None = None,
+        given: Tensor | None = None,
+        tokens: Tensor | None = None,
+        device: torch.device | str | None = None,
+    ) -> Iterator[SamplingStep]:
+        """The sampling loop, one `SamplingStep` at a time: the start (index 0, x drawn from the prior), every
+        step of `schedule`, then the final denoising step if `denoise` (marked `denoising`). Arguments as
+        `generate`; they are checked here, before the first step. The last item's x is `generate`'s tokens for
+        the same generator: `generate` is this loop.
+
+        The steps are computed as the iterator is advanced; a caller may stop early, or read each state as it
+        comes (e.g. to plot a trajectory).
+        """
+        model = as_model(model)
+        self.check_model(model)
+        check_int("batch_size", batch_size, 1)
+        check_int("length", length, 1)
+        if device is None:
+            device = generator.device if generator is not None else torch.device("cpu")
+        device = torch.device(device)
+        fixed, values = self._conditioning(batch_size, length, prefix, given, tokens, device)
+        return self._loop(model, batch_size, fixed, values, generator, device)
+
+    def _loop(
+        self,
+        model: Model,
+        batch_size: int,
+        fixed: Tensor,
+        values: Tensor,
+        generator: torch.Generator | None,
+        device: torch.device,
+    ) -> Iterator[SamplingStep]:
+        """The body of `iterate`, after its checks: a generator of the steps."""
+        x = torch.where(fixed, values, self.prior(batch_size, fixed.shape[1], device, generator))
+        evaluator = _Evaluator(model, self.process, self.cache)
+        start = self.times[0].expand(batch_size).to(device)
+        yield SamplingStep(0, start, start, x, 0.0, 0)
+        steps = self.schedule(x, ~fixed, generator)
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            steps = tqdm(steps, total=self.num_steps(x, ~fixed), desc=type(self).__name__)
+        index = 0
+        for t, s, query, options in steps:
+            x = torch.where(fixed, values, self.advance(evaluator, x, t, s, query, generator, **options))
+            index += 1
+            yield SamplingStep(index, t, s, x, evaluator.nfe(batch_size), evaluator.calls)
+        if self.denoise:
+            t = self.times[-1].expand(batch_size).to(device)
+            output = evaluator(x, t, self.needed(x))
+            x = torch.where(fixed, values, self.denoising_step(output, x, t, generator))
+            yield SamplingStep(index + 1, t, torch.zeros_like(t), x, evaluator.nfe(batch_size), evaluator.calls, True)
+
     def generate(
         self,
         model: object,
@@ -256,37 +350,30 @@ class Sampler:
         given: Tensor | None = None,
         tokens: Tensor | None = None,
         device: torch.device | str | None = None,
+        keep_trajectory: bool = False,
     ) -> SamplingResult:
         """Draw (B, L) token ids from the model's reverse process and count the network calls.
 
-        model: `samplers.ConcreteScore`, `samplers.Denoiser` or a bare callable score(x, total).
+        model: `samplers.ConcreteScore`, `samplers.Denoiser`, `samplers.X0Predictor` or a bare callable
+        score(x, total).
         prefix: (P,) or (B, P) long tokens fixed at positions 0 .. P-1 (a prompt).
         given: (B, L) bool mask of fixed positions (infilling), with their tokens taken from `tokens`
         ((B, L) long; other entries ignored). Fixed positions never change; the others follow the model.
         device: where to sample; defaults to the generator's device, else CPU.
+        keep_trajectory: also return every state and its time (`SamplingResult.states`, `.times`).
         """
-        model = as_model(model)
-        self.check_model(model)
-        check_int("batch_size", batch_size, 1)
-        check_int("length", length, 1)
-        if device is None:
-            device = generator.device if generator is not None else torch.device("cpu")
-        device = torch.device(device)
-        fixed, values = self._conditioning(batch_size, length, prefix, given, tokens, device)
-        x = torch.where(fixed, values, self.prior(batch_size, length, device, generator))
-        evaluator = _Evaluator(model, self.process, self.cache)
-        steps = self.schedule(x, ~fixed, generator)
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            steps = tqdm(steps, total=self.num_steps(x, ~fixed), desc=type(self).__name__)
-        for t, s, query, options in steps:
-            x = torch.where(fixed, values, self.advance(evaluator, x, t, s, query, generator, **options))
-        if self.denoise:
-            t = self.times[-1].expand(batch_size).to(device)
-            output = evaluator(x, t, self.needed(x))
-            x = torch.where(fixed, values, self.denoising_step(output, x, t, generator))
-        return SamplingResult(x, evaluator.nfe(batch_size), evaluator.calls)
+        steps = self.iterate(
+            model, batch_size, length, generator=generator, prefix=prefix, given=given, tokens=tokens, device=device
+        )
+        states, times = [], []
+        for step in steps:
+            if keep_trajectory:
+                states.append(step.x)
+                times.append(step.s)
+        result = SamplingResult(step.x, step.nfe, step.calls)
+        if keep_trajectory:
+            result.states, result.times = torch.stack(states), torch.stack(times)
+        return result
 
     def sample(
         self,
@@ -342,17 +429,7 @@ class Sampler:
         elif tokens is not None:
             raise ValueError("tokens is only used with given (the mask of fixed positions); pass both")
         if prefix is not None:
-            if not isinstance(prefix, Tensor) or prefix.is_floating_point() or prefix.dim() not in (1, 2):
-                raise ValueError("prefix must be a long tensor of shape (P,) or (batch_size, P)")
-            prefix = prefix.to(device).long()
-            if prefix.dim() == 1:
-                prefix = prefix.expand(batch_size, -1)
-            if prefix.shape[0] != batch_size:
-                raise ValueError(f"prefix has {prefix.shape[0]} rows, expected batch_size = {batch_size}")
-            if prefix.shape[1] > length:
-                raise ValueError(f"prefix of length {prefix.shape[1]} does not fit in length {length}; shorten it")
-            if bool(((prefix < 0) | (prefix >= clean)).any()):
-                raise ValueError(f"prefix must hold clean token ids in [0, {clean})")
+            prefix = check_prefix(prefix, batch_size, length, clean, device)
             width = prefix.shape[1]
             fixed[:, :width] = True
             values[:, :width] = prefix
@@ -361,3 +438,21 @@ class Sampler:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.process!r}, steps={self.steps}, eps={self.eps})"
 
+
+def check_prefix(prefix: Tensor | None, batch_size: int, length: int, clean: int, device: torch.device) -> Tensor:
+    """A prompt as (B, P) long on `device` (P = 0 for None), checked: a (P,) or (batch_size, P) integer tensor of
+    clean ids in [0, clean), P <= length. Raises ValueError naming `prefix` otherwise."""
+    if prefix is None:
+        return torch.zeros(batch_size, 0, dtype=torch.long, device=device)
+    if not isinstance(prefix, Tensor) or prefix.is_floating_point() or prefix.dim() not in (1, 2):
+        raise ValueError("prefix must be a long tensor of shape (P,) or (batch_size, P)")
+    prefix = prefix.to(device).long()
+    if prefix.dim() == 1:
+        prefix = prefix.expand(batch_size, -1)
+    if prefix.shape[0] != batch_size:
+        raise ValueError(f"prefix has {prefix.shape[0]} rows, expected batch_size = {batch_size}")
+    if prefix.shape[1] > length:
+        raise ValueError(f"prefix of length {prefix.shape[1]} does not fit in length {length}; shorten it")
+    if prefix.numel() and bool(((prefix < 0) | (prefix >= clean)).any()):
+        raise ValueError(f"prefix must hold clean token ids in [0, {clean})")
+    return prefix

@@ -6,9 +6,12 @@ A sampler calls the network through one of two wrappers, which say what the call
   `total` is the total noise sigma-bar(t) of shape (B,) (docs/conventions.md: networks are conditioned on it).
 - `Denoiser(fn)`: `fn(x) -> (B, L, V)` probabilities p(x_0^i = y | x_t) of the clean token at every position
   (RADD), for the absorbing chain; no time input.
+- `X0Predictor(fn)`: `fn(x, total) -> (B, L, m)` a time-dependent prediction p_theta(x_0^i | x_t) over the chain's
+  n states or its clean tokens (D3PM, MDLM), for every chain: the sampler turns it into a concrete score through
+  the chain's posterior (`ctmc.RateMatrix.score_from_posterior`, or `marginal_score` with `form="d3pm"`).
 
 With `log=True` the callable returns log-scores / log-probabilities instead (what `models.DiT` and
-`models.RADDDenoiser` return). A bare callable is treated as `ConcreteScore(fn)`.
+`models.RADDDenoiser` return; for an `X0Predictor`, logits). A bare callable is treated as `ConcreteScore(fn)`.
 
 Outputs at chosen positions only (`positions=True`): the callable also takes a keyword `where`, a (B, L) bool,
 and returns the PACKED rows (N, m) at `where.nonzero()` in row-major order, N = where.sum(), equal to its full
@@ -34,8 +37,15 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+import ctmc
+from ctmc.checks import check_int
+
 # Positions x states per chunk when a per-position statistic is computed from log-values (2^22 floats).
 CHUNK_ELEMENTS = 1 << 22
+
+
+def _check_evaluations(value: int) -> int:
+    return check_int("evaluations_per_row", value, 1, "it counts the network rows one asked row costs")
 
 
 class ConcreteScore:
@@ -43,16 +53,21 @@ class ConcreteScore:
 
     fn: callable (x (B, L) long, total (B,) float) -> (B, L, n) non-negative scores; with `positions=True` it
     also takes `where=` (B, L) bool and then returns the packed rows (where.sum(), n) at where.nonzero().
+    evaluations_per_row: network row-evaluations one row of a call costs, counted in NFE (2 for classifier-free
+    guidance, whose one batched call evaluates every row twice: samplers.guidance).
     """
 
     time_independent = False
 
-    def __init__(self, fn: Callable[..., Tensor], log: bool = False, positions: bool = False) -> None:
+    def __init__(
+        self, fn: Callable[..., Tensor], log: bool = False, positions: bool = False, evaluations_per_row: int = 1
+    ) -> None:
         if not callable(fn):
             raise TypeError(f"fn must be callable (x, total) -> (B, L, n) scores, got {type(fn).__name__}")
         self.fn = fn
         self.log = bool(log)
         self.positions = bool(positions)
+        self.evaluations_per_row = _check_evaluations(evaluations_per_row)
 
     def __call__(self, x: Tensor, total: Tensor, where: Tensor | None = None) -> Tensor:
         """(B, L, n) scores, or the packed rows (where.sum(), n) at `where` (B, L) bool when it is given."""
@@ -69,16 +84,20 @@ class Denoiser:
 
     Only for the absorbing chain, whose concrete score factorises into it (RADD); see `ctmc.denoiser_to_score`.
     With `positions=True`, fn also takes `where=` (B, L) bool and returns the packed rows (where.sum(), V).
+    evaluations_per_row: as for `ConcreteScore`.
     """
 
     time_independent = True
 
-    def __init__(self, fn: Callable[..., Tensor], log: bool = False, positions: bool = False) -> None:
+    def __init__(
+        self, fn: Callable[..., Tensor], log: bool = False, positions: bool = False, evaluations_per_row: int = 1
+    ) -> None:
         if not callable(fn):
             raise TypeError(f"fn must be callable x -> (B, L, V) clean-token probabilities, got {type(fn).__name__}")
         self.fn = fn
         self.log = bool(log)
         self.positions = bool(positions)
+        self.evaluations_per_row = _check_evaluations(evaluations_per_row)
 
     def __call__(self, x: Tensor, total: Tensor | None = None, where: Tensor | None = None) -> Tensor:
         """(B, L, V) probabilities, or the packed rows (where.sum(), V) at `where` (B, L) bool when it is given."""
@@ -90,7 +109,63 @@ class Denoiser:
         return f"Denoiser({self.fn!r}, log={self.log}, positions={self.positions})"
 
 
-Model = ConcreteScore | Denoiser
+X0_FORMS = ("posterior", "d3pm")
+
+
+class X0Predictor:
+    """A time-dependent x0-prediction p_theta(x0 | x_t): fn(x (B, L) long, total (B,) float) -> (B, L, m) logits
+    (`log=True`) or probabilities, m = n (the chain's states) or num_clean_states (the clean tokens).
+
+    Each position's output is normalised (softmax of logits; probabilities divided by their sum) and turned into
+    a concrete score through the chain's posterior, per chunk of positions (never a B x L x n float64 copy):
+
+    - form="posterior" (default; MDLM, Campbell et al. 2022): p is the posterior marginal p(x0^i | x_t) (a network
+      trained by cross-entropy on x0), s_y = sum_{x0} p(x0) P(x0, y) / P(x0, x)
+      (`ctmc.RateMatrix.score_from_posterior`); exact for the exact posterior.
+    - form="d3pm": D3PM's parameterisation (Austin et al. 2021, eq. 4), p_theta(x_s | x_t) proportional to
+      sum_{x0} q(x_s, x_t | x0) p(x0): s_y = (p P)_y / (p P)_x (`ctmc.RateMatrix.marginal_score`), so that the
+      analytic (Tweedie) step is D3PM's reverse step; for a network trained with `losses.D3PMLoss`. The two
+      forms coincide at the masks of the absorbing chain when p gives the mask no mass.
+
+    The first-hitting and remasking samplers draw a revealed token from p itself (its clean tokens).
+    With `positions=True`, fn also takes `where=` (B, L) bool and returns the packed rows (where.sum(), m).
+    evaluations_per_row: as for `ConcreteScore`.
+    """
+
+    time_independent = False
+
+    def __init__(
+        self, fn: Callable[..., Tensor], log: bool = False, positions: bool = False, form: str = "posterior",
+        evaluations_per_row: int = 1,
+    ) -> None:
+        if not callable(fn):
+            raise TypeError(f"fn must be callable (x, total) -> (B, L, m) x0 logits or probabilities, got {fn!r}")
+        if form not in X0_FORMS:
+            raise ValueError(
+                f"form must be one of {X0_FORMS}, got {form!r}: 'posterior' for a network trained by cross-entropy "
+                "on x0, 'd3pm' for one trained with losses.D3PMLoss"
+            )
+        self.fn = fn
+        self.log = bool(log)
+        self.positions = bool(positions)
+        self.form = form
+        self.evaluations_per_row = _check_evaluations(evaluations_per_row)
+
+    def __call__(self, x: Tensor, total: Tensor, where: Tensor | None = None) -> Tensor:
+        """(B, L, m) logits or probabilities, or the packed rows (where.sum(), m) at `where` when it is given."""
+        if where is None:
+            return self.fn(x, total)
+        return self.fn(x, total, where=where) if self.positions else self.fn(x, total)[where]
+
+    def score_function(self, rate_matrix: ctmc.RateMatrix) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
+        """(x (k,), probs (k, m), total (k,)) -> (k, n) concrete-score rows: the chain's method of this form."""
+        return rate_matrix.score_from_posterior if self.form == "posterior" else rate_matrix.marginal_score
+
+    def __repr__(self) -> str:
+        return f"X0Predictor({self.fn!r}, log={self.log}, positions={self.positions}, form={self.form!r})"
+
+
+Model = ConcreteScore | Denoiser | X0Predictor
 
 
 def network_model(network: Callable[..., Tensor], output_kind: str) -> Model:
@@ -98,8 +173,9 @@ def network_model(network: Callable[..., Tensor], output_kind: str) -> Model:
 
     network: called as network(x, total) or, when its forward takes `where`, network(x, total, where=where)
     (packed rows; models.DiT, models.RADDDenoiser). output_kind: "log_score" (a concrete-score network read at
-    the total noise sigma-bar: `ConcreteScore(log=True)`) or "log_probs" (a clean-token denoiser:
-    `Denoiser(log=True)`; `total` is passed and ignored).
+    the total noise sigma-bar: `ConcreteScore(log=True)`), "log_probs" (a clean-token denoiser: `Denoiser(log=True)`;
+    `total` is passed and ignored) or "x0_logits" (D3PM's x0 logits at sigma-bar: `X0Predictor(log=True,
+    form="d3pm")`, reverse rates through the chain's posterior).
     """
     forward = getattr(network, "forward", network)
     positions = "where" in inspect.signature(forward).parameters
@@ -111,21 +187,23 @@ def network_model(network: Callable[..., Tensor], output_kind: str) -> Model:
         return ConcreteScore(call, log=True, positions=positions)
     if output_kind == "log_probs":
         return Denoiser(call, log=True, positions=positions)
+    if output_kind == "x0_logits":
+        return X0Predictor(call, log=True, positions=positions, form="d3pm")
     raise ValueError(
-        f"output_kind {output_kind!r}: no sampler takes this output; the samplers take concrete scores (log_score) "
-        "and clean-token denoisers (log_probs)"
+        f"output_kind {output_kind!r}: no sampler takes this output; the samplers take concrete scores (log_score), "
+        "clean-token denoisers (log_probs) and D3PM's x0 logits (x0_logits)"
     )
 
 
 def as_model(model: object) -> Model:
-    """Wrap a bare callable as a `ConcreteScore`; pass `ConcreteScore` and `Denoiser` through."""
-    if isinstance(model, (ConcreteScore, Denoiser)):
+    """Wrap a bare callable as a `ConcreteScore`; pass `ConcreteScore`, `Denoiser` and `X0Predictor` through."""
+    if isinstance(model, (ConcreteScore, Denoiser, X0Predictor)):
         return model
     if callable(model):
         return ConcreteScore(model)
     raise TypeError(
-        f"model must be a callable score(x, total), or samplers.ConcreteScore / samplers.Denoiser, "
-        f"got {type(model).__name__}"
+        f"model must be a callable score(x, total), or samplers.ConcreteScore / samplers.Denoiser / "
+        f"samplers.X0Predictor, got {type(model).__name__}"
     )
 
 
@@ -139,6 +217,10 @@ class ModelOutput:
     values; for a Denoiser m = V and the concrete score over clean tokens at a masked position is
     `scale[b] * values`, with `scale = 1 / expm1(sigma-bar)` (RADD); `scale` is None for a ConcreteScore.
     total: (B,) sigma-bar; where: (B, L) bool or None (every position).
+    posterior: for an X0Predictor, (x (k,), probs (k, m), total (k,)) -> (k, n) concrete-score rows (the chain's
+    method, `X0Predictor.score_function`); the values are then logits (log) or probabilities of x0, `rows` gives
+    them normalised, and `statistic` and `row_function` hand the chain's functions the score rows, one chunk
+    at a time. None for a score or a denoiser.
     """
 
     values: Tensor
@@ -146,6 +228,7 @@ class ModelOutput:
     total: Tensor
     where: Tensor | None = None
     log: bool = False
+    posterior: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None
     _index: Tensor | None = field(default=None, init=False, repr=False)
 
     @property
@@ -159,18 +242,40 @@ class ModelOutput:
 
     def rows(self, selected: Tensor) -> Tensor:
         """The non-negative values at the selected positions: selected (B, L) bool within `where`; returns
-        (k, m) in the row-major order of `selected`, exponentiated (if log) for these k rows only."""
+        (k, m) in the row-major order of `selected`, exponentiated (if log) for these k rows only; for an
+        x0-prediction, its probabilities (float64, normalised per row)."""
+        return self._nonnegative(self._raw_rows(selected))
+
+    def _raw_rows(self, selected: Tensor) -> Tensor:
+        """The stored rows (k, m) at the selected positions, as the network gave them."""
         if self.where is None:
-            picked = self.values[selected]
-        else:
-            if self._index is None:
-                flat = self.where.flatten()
-                self._index = torch.where(flat, flat.cumsum(0) - 1, -1)
-            index = self._index[selected.flatten()]
-            if index.numel() and int(index.min()) < 0:
-                raise ValueError("rows(selected) asked for positions without an output; selected must lie in where")
-            picked = self.values.index_select(0, index)
-        return picked.exp() if self.log else picked
+            return self.values[selected]
+        if self._index is None:
+            flat = self.where.flatten()
+            self._index = torch.where(flat, flat.cumsum(0) - 1, -1)
+        index = self._index[selected.flatten()]
+        if index.numel() and int(index.min()) < 0:
+            raise ValueError("rows(selected) asked for positions without an output; selected must lie in where")
+        return self.values.index_select(0, index)
+
+    def _nonnegative(self, raw: Tensor) -> Tensor:
+        """exp of log-values; an x0-prediction's rows normalised (softmax of logits, or divided by their sum)."""
+        if self.posterior is not None:
+            if self.log:
+                return torch.softmax(raw.double(), -1)
+            raw = raw.double()
+            return raw / raw.sum(-1, keepdim=True)
+        return raw.exp() if self.log else raw
+
+    def _values(self, x: Tensor, raw: Tensor, total: Tensor | None) -> Tensor:
+        """What a chain's function reads for rows raw (k, m) at states x (k,): the non-negative values, or for an
+        x0-prediction the concrete-score rows (k, n) of its probabilities at total noise total (k,)."""
+        values = self._nonnegative(raw)
+        return values if self.posterior is None else self.posterior(x, values, total)
+
+    def _totals(self, x: Tensor, inside: Tensor) -> Tensor | None:
+        """sigma-bar at the positions `inside` (k,), for an x0-prediction's posterior; None otherwise."""
+        return None if self.posterior is None else self.total[:, None].expand(x.shape)[inside]
 
     def statistic(self, function: Callable[..., Tensor], x: Tensor, *aligned: Tensor) -> Tensor:
         """A per-position statistic: (B, L) float64, function(x_k (k,), values_k (k, m) non-negative, scale_k
@@ -183,11 +288,12 @@ class ModelOutput:
         rows = self.packed
         picked_x = x[inside]
         extra = self._pick(x, inside, aligned)
+        totals = self._totals(x, inside)
         out = torch.zeros(rows.shape[0], dtype=torch.float64, device=x.device)
         size = max(1, CHUNK_ELEMENTS // max(rows.shape[-1], 1))
         for start in range(0, rows.shape[0], size):
             part = slice(start, start + size)
-            chunk = rows[part].exp() if self.log else rows[part]
+            chunk = self._values(picked_x[part], rows[part], None if totals is None else totals[part])
             out[part] = function(picked_x[part], chunk, *[e if e is None else e[part] for e in extra])
         if self.where is None:
             return out.view(x.shape)
@@ -202,7 +308,9 @@ class ModelOutput:
         row-major order; a selected position outside `where` gets a row of zeros (the sampler asked only for
         the positions whose rows can be non-zero)."""
         inside = selected & self.where if self.where is not None else selected
-        values = function(x[inside], self.rows(inside), *self._pick(x, inside, aligned))
+        picked = x[inside]
+        values = self._values(picked, self._raw_rows(inside), self._totals(x, inside))
+        values = function(picked, values, *self._pick(x, inside, aligned))
         if self.where is None or bool(torch.equal(inside, selected)):
             return values
         out = values.new_zeros(int(selected.sum()), width)
@@ -219,18 +327,29 @@ class ModelOutput:
         scale[b] * weights. Builds a (B, L, V) tensor for log-values; the samplers use `rows` instead."""
         if self.where is not None:
             raise ValueError("clean_scores needs a full (B, L, m) output; use rows(selected) on a packed output")
+        if self.posterior is not None:
+            raise ValueError("clean_scores reads a score or a denoiser; an x0-prediction's score is per chunk")
         weights = self.values[..., :vocab_size]
         weights = weights.exp() if self.log else weights
         scale = self.scale if self.scale is not None else torch.ones_like(self.total)
         return weights, scale
 
 
-def evaluate(model: Model, x: Tensor, total: Tensor, expected: int, where: Tensor | None = None) -> ModelOutput:
+def evaluate(
+    model: Model,
+    x: Tensor,
+    total: Tensor,
+    expected: int | tuple[int, ...],
+    where: Tensor | None = None,
+    rate_matrix: ctmc.RateMatrix | None = None,
+) -> ModelOutput:
     """Call the model, check its output (shape, no NaN, finite / < +inf for log-values, >= 0) and wrap it.
 
-    x: (B, L) long; total: (B,) sigma-bar; where: None (every position) or (B, L) bool: only these positions'
+    x: (B, L) long; total: (B,) sigma-bar; expected: the output width, or the widths allowed (an X0Predictor's
+    n or num_clean_states); where: None (every position) or (B, L) bool: only these positions'
     rows are asked for (the network computes only them if it supports `positions`, else its full output is
-    selected). The check is one reduction over the rows kept (max of log-values; min and max of values).
+    selected); rate_matrix: the chain, needed by an X0Predictor (its posterior). The check is one reduction over
+    the rows kept (max of log-values; min and max of values), plus one per row for an X0Predictor (some mass).
     Raises ValueError naming the rule broken and the fix.
     """
     packed_call = where is not None and model.positions
@@ -238,18 +357,36 @@ def evaluate(model: Model, x: Tensor, total: Tensor, expected: int, where: Tenso
     kind = type(model).__name__
     if not isinstance(raw, Tensor) or not raw.is_floating_point():
         raise TypeError(f"the {kind} model must return a floating tensor, got {type(raw).__name__}")
-    what = "n states" if isinstance(model, ConcreteScore) else "V clean tokens"
-    if packed_call:
-        shape, rule = (int(where.sum()), expected), f"(where.sum(), {what}) packed rows at where.nonzero()"
-    else:
-        shape, rule = (*x.shape, expected), f"(B, L, {what})"
-    if raw.shape != shape:
-        raise ValueError(f"the {kind} model returned shape {tuple(raw.shape)}, expected {shape} {rule}")
+    widths = expected if isinstance(expected, tuple) else (expected,)
+    what = {ConcreteScore: "n states", Denoiser: "V clean tokens"}.get(type(model), "n states or clean tokens")
+    leading = (int(where.sum()),) if packed_call else tuple(x.shape)
+    rule = f"(where.sum(), {what}) packed rows at where.nonzero()" if packed_call else f"(B, L, {what})"
+    if raw.shape[:-1] != leading or raw.shape[-1:] not in [(w,) for w in widths]:
+        expected_shapes = " or ".join(str((*leading, w)) for w in widths)
+        raise ValueError(f"the {kind} model returned shape {tuple(raw.shape)}, expected {expected_shapes} {rule}")
     if where is not None and not packed_call:
         raw = raw[where]
     _check_values(raw, model.log, kind)
     scale = 1.0 / torch.expm1(total.to(raw.dtype)) if isinstance(model, Denoiser) else None
-    return ModelOutput(values=raw, scale=scale, total=total, where=where, log=model.log)
+    posterior = None
+    if isinstance(model, X0Predictor):
+        if rate_matrix is None:
+            raise ValueError("an X0Predictor needs the chain: pass rate_matrix (its posterior gives the score)")
+        _check_mass(raw, model.log)
+        posterior = model.score_function(rate_matrix)
+    return ModelOutput(values=raw, scale=scale, total=total, where=where, log=model.log, posterior=posterior)
+
+
+def _check_mass(raw: Tensor, log: bool) -> None:
+    """Every row of an x0-prediction must give some state positive probability (else it cannot be normalised)."""
+    if raw.numel() == 0:
+        return
+    smallest = float(raw.amax(-1).min()) if log else float(raw.sum(-1).min())
+    if smallest == (-math.inf if log else 0.0):
+        raise ValueError(
+            "the X0Predictor model returned a row with no mass (all logits -inf, or all probabilities 0); every "
+            "position needs a distribution over x0"
+        )
 
 
 def _check_values(raw: Tensor, log: bool, kind: str) -> None:

@@ -1,8 +1,12 @@
 """Test-wide settings: hypothesis profiles sized for CI (2 cores) and for local work; tiny checkpoints of 2-step
-fits (module-scoped fixtures) for the tests of the commands and of the evaluation library."""
+fits (module-scoped fixtures) for the tests of the commands and of the evaluation library.
+
+Lightning is imported here, at collection, so that the log handler it installs writes to the session's stderr,
+not to the capture of whichever test imported it first (closed after that test: "I/O operation on closed file")."""
 
 import os
 
+import lightning  # noqa: F401 (see the module docstring)
 import pytest
 from fit_helpers import TEXT, make_checkpoint
 from hypothesis import HealthCheck, settings

@@ -8,6 +8,8 @@ import csv
 import os
 from pathlib import Path
 
+import pytest
+
 from cli.main import main
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -76,3 +78,15 @@ def make_checkpoint(root: Path, config: str = "sedd.yaml", network: str = "model
         os.chdir(previous)
     (last,) = root.glob("logs/lightning_logs/version_*/checkpoints/last.ckpt")
     return last
+
+
+def one_line_error(capsys, args: list[str]) -> str:
+    """The one `error:` line of a command that must fail with exit status 2 and no traceback (fit may log its
+    start before it)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    return errors[0]

@@ -22,12 +22,14 @@ cross-entropy in training/autoregressive.py `ARModule`) subclasses it and suppli
 from __future__ import annotations
 
 import time
+import warnings
 from functools import partial
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 import torchmetrics
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import Tensor, nn
 
 import losses
@@ -39,6 +41,7 @@ from models.pretrained.native import CONFIG_KEY, record_of
 from training.ema import frozen_copy, update_average
 from training.lr_schedule import Decay, warmup_decay
 
+EVAL_MODE_WARNING = r"Found \d+ module\(s\) in eval mode at the start of training"  # Lightning, at fit start
 FUSED_ADAMW_DEVICES = ("cpu", "cuda", "mps", "xpu")  # device types with torch's fused AdamW kernel (torch >= 2.4)
 
 
@@ -79,6 +82,9 @@ class TrainingModule(pl.LightningModule):
         unigram_output_bias: bool = False,
     ) -> None:
         super().__init__()
+        # The EMA copy stays in eval mode by design (no dropout in validation and sampling); Lightning warns at
+        # every fit start that modules are in eval mode. This is that one intended case (the filter is idempotent).
+        warnings.filterwarnings("ignore", message=EVAL_MODE_WARNING, category=PossibleUserWarning)
         check_int("model.vocab_size", vocab_size, 1, "link it from the data")
         if not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"model.ema_decay must lie in [0, 1), got {ema_decay!r}; SEDD uses 0.9999")
@@ -99,6 +105,7 @@ class TrainingModule(pl.LightningModule):
         self._unigram: Tensor | None = None  # (V,) log-probs of the training blocks' unigram model
         self.validation_result: dict[str, float] = {}  # the last validation's float64 values
         self.run_config: str | None = None  # YAML of the model and data config, set by the CLI
+        self.initialised_from: str | None = None  # the checkpoint whose weights `initialise_from` copied
         self._batch_start = 0.0
 
     def set_network(self, network: nn.Module) -> None:
@@ -138,11 +145,49 @@ class TrainingModule(pl.LightningModule):
         train_dataset = getattr(datamodule, "train_dataset", None)
         if stage != "predict" and train_dataset is not None and self._unigram is None:
             self._unigram = unigram_log_probs(train_dataset, self.vocab_size)
-        if stage == "fit" and self.unigram_output_bias:  # a resumed run's checkpoint overwrites this after setup
+        if stage == "fit" and self.unigram_output_bias and self.initialised_from is None:  # a resume overwrites it
             if self._unigram is None:
                 raise ValueError("model.unigram_output_bias needs a data module with a train_dataset")
             for network in (self.network, self.ema):
                 network.init_output_bias(self._unigram.to(self.device, next(network.parameters()).dtype))
+
+    @torch.no_grad()
+    def initialise_from(self, network: nn.Module, source: str) -> None:
+        """Start from the weights of `network` (models.from_pretrained of `source`: a released or exported model) to
+        fine-tune it: copied into the network and its EMA copy, the unigram output bias then left alone.
+
+        Raises ValueError (one line naming --init_from, the file and the key) unless `network` is of the class the
+        config builds, reads as many states, and has every weight with the same shape.
+        """
+        own = self.network
+        if type(network) is not type(own):
+            raise ValueError(
+                f"--init_from {source}: holds a {type(network).__name__}, the config builds a {type(own).__name__}; "
+                f"set model.network to {type(network).__module__.split('.')[0]}.{type(network).__name__} with the "
+                "checkpoint's sizes"
+            )
+        process = getattr(network, "process", None)
+        own_process = getattr(self, "process", None)
+        if process is not None and own_process is not None and process.num_states != own_process.num_states:
+            raise ValueError(
+                f"--init_from {source}: its chain has {process.num_states} states, the config's "
+                f"{own_process.num_states}; use the checkpoint's tokenizer (data.tokenizer) and chain"
+            )
+        weights, expected = network.state_dict(), own.state_dict()
+        for key, value in expected.items():
+            if key not in weights:
+                raise ValueError(f"--init_from {source}: the weight {key!r} of the config's network is missing; "
+                                 "give the config the checkpoint's sizes")
+            if tuple(weights[key].shape) != tuple(value.shape):
+                raise ValueError(f"--init_from {source}: {key!r} has shape {tuple(weights[key].shape)}, the config's "
+                                 f"network {tuple(value.shape)}; give the config the checkpoint's sizes")
+        unexpected = [key for key in weights if key not in expected]
+        if unexpected:
+            raise ValueError(f"--init_from {source}: {len(unexpected)} weight(s) the config's network lacks, e.g. "
+                             f"{unexpected[0]!r}; give the config the checkpoint's sizes")
+        for target in (own, self.ema):
+            target.load_state_dict({key: value.to(expected[key].dtype) for key, value in weights.items()})
+        self.initialised_from = source
 
     def train(self, mode: bool = True) -> TrainingModule:
         """nn.Module.train, except that the EMA copy always stays in eval mode (no dropout in sampling)."""
@@ -175,6 +220,12 @@ class TrainingModule(pl.LightningModule):
     def on_train_batch_end(self, outputs: Any, batch: Tensor, batch_idx: int) -> None:
         elapsed = time.perf_counter() - self._batch_start
         self.log("train/tokens_per_s", batch.numel() * self.trainer.world_size / max(elapsed, 1e-9))
+        self.log_step()
+
+    def log_step(self) -> None:
+        """Label the row being logged with the optimiser steps taken (global_step; Lightning would label it with
+        the index of the last batch, one less): `step` is the key every Lightning logger reads as the row's step."""
+        self.log("step", float(self.global_step), sync_dist=False)
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         """The optimiser step, then the EMA update (before any callback's on_train_batch_end checkpoints)."""
@@ -212,6 +263,7 @@ class TrainingModule(pl.LightningModule):
         if self._unigram is not None:
             result["unigram_bits_per_token"] = float(losses.bits_per_token(unigram, total_tokens))
         self.validation_result = result
+        self.log_step()
         self.log("val/nats_per_token", total_nats / total_tokens, sync_dist=False)
         self.log("val/bits_per_token", result["bits_per_token"], prog_bar=True, sync_dist=False)
         self.log("val/perplexity_bound", result["perplexity_bound"], sync_dist=False)

@@ -80,7 +80,8 @@ class Checkpoint:
     section (training.datamodule.TextDataModule's arguments). state_dict: the training module's state (every
     key; for an exported directory, the network's weights under AVERAGE_PREFIX). resumable: it holds the
     optimiser and loop state a resumed fit needs. has_config: the model and data sections were found.
-    hyper_parameters: Lightning's saved hyper-parameters (the training modules save none).
+    hyper_parameters: Lightning's saved hyper-parameters (the training modules save none). global_step: the
+    optimiser steps taken when it was written (None for an exported directory).
     """
 
     path: str
@@ -93,6 +94,7 @@ class Checkpoint:
     resumable: bool = False
     has_config: bool = True
     hyper_parameters: dict[str, Any] = field(default_factory=dict, repr=False)
+    global_step: int | None = None
 
     @property
     def tokenizer_name(self) -> str | None:
@@ -159,6 +161,7 @@ def record_of(loaded: dict[str, Any], path: str, option: str = "--ckpt_path") ->
         path=path, kind=kind, vocab_size=stored.get("vocab_size"), module_class=module_class, model=model,
         data=data, state_dict=loaded.get("state_dict") or {}, resumable={"optimizer_states", "loops"} <= set(loaded),
         has_config=bool(text), hyper_parameters=loaded.get("hyper_parameters") or {},
+        global_step=loaded.get("global_step"),
     )
 
 
@@ -326,6 +329,44 @@ def load_native(path: str | Path | Checkpoint, device: str | torch.device = "cpu
         config={"model": checkpoint.model, "data": checkpoint.data}, kind=checkpoint.kind,
     )
     return network.eval().to(device)
+
+
+def export_checkpoint(checkpoint: Checkpoint, out: str | Path) -> Path:
+    """Write `checkpoint`'s EMA network as an exported directory: out/model.safetensors (the network's own key names)
+    and out/config.json {"format": EXPORT_FORMAT, "kind", "vocab_size", "model", "data"}, which `load_native` and
+    models.from_pretrained read back to the same network.
+
+    The directory is written beside its target as `<out>.partial` and renamed into place, so a reader never sees half
+    of it. Raises ValueError naming --out when it exists and is not empty, or its parent does not exist.
+    """
+    from safetensors.torch import save_file  # the hubs' weight format
+
+    target = Path(out)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ValueError(f"--out: {str(target)!r} exists and is not an empty directory; give a new directory")
+    if not target.parent.is_dir():
+        raise ValueError(f"--out: the parent directory of {str(target)!r} does not exist; create it first")
+    if not checkpoint.has_config:
+        raise ValueError(f"--ckpt_path: {checkpoint.path!r} stores no training config; it cannot be exported")
+    build_network(checkpoint)  # the config builds a network (a one-line error otherwise) before anything is written
+    weights = {key: value.detach().contiguous().clone() for key, value in checkpoint.network_weights().items()}
+    config = {
+        "format": EXPORT_FORMAT, "kind": checkpoint.kind, "vocab_size": checkpoint.vocab_size,
+        "model": {"class_path": checkpoint.module_class, "init_args": checkpoint.model} if checkpoint.module_class
+        else checkpoint.model,
+        "data": checkpoint.data,
+    }
+    partial = target.with_name(target.name + ".partial")
+    if partial.exists():
+        for leftover in partial.iterdir():
+            leftover.unlink()
+    partial.mkdir(exist_ok=True)
+    save_file(weights, str(partial / WEIGHTS_FILE))
+    (partial / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    if target.exists():
+        target.rmdir()
+    partial.rename(target)
+    return target
 
 
 class NativeLayout:

@@ -132,3 +132,12 @@ def test_missing_checkpoint_is_one_line_error(tmp_path, capsys):
         main(["sample", f"--ckpt_path={tmp_path / 'none.ckpt'}"])
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "ckpt_path" in lines[0] and "none.ckpt" in lines[0]
+
+
+def test_d3pm_checkpoint_samples_through_the_chains_posterior(tmp_path):
+    """A model trained with configs/d3pm.yaml (x0 logits) samples with every grid sampler, as every model must."""
+    checkpoint = make_checkpoint(tmp_path / "d3pm", "d3pm.yaml")
+    for sampler in ("euler", "tweedie", "tau-leaping"):
+        samples = sample(checkpoint, f"--sampler={sampler}", "--steps=3", "--num_samples=2", "--length=8",
+                         f"--output={tmp_path / 'out.txt'}")
+        assert samples.tokens.shape == (2, 8) and samples.nfe == 4

@@ -142,6 +142,22 @@ class RateMatrixContract:
             theirs = dense.analytic_destinations(x, reference, delta, factor)
             norm = lambda w: w / w.sum(-1, keepdim=True).clamp_min(1e-300)  # noqa: E731 (only the law matters)
             torch.testing.assert_close(norm(ours), norm(theirs), rtol=1e-7, atol=1e-9)
+        # The concrete score of an x0-prediction, both readings, with a full-width and a clean-width p (some rows
+        # without mass at x's reachable x0, one without any mass).
+        probs = torch.softmax(torch.randn(*x.shape, chain.num_states, dtype=torch.float64,
+                                          generator=torch.Generator().manual_seed(4)) * 2, -1)
+        probs[0, 0] = 0.0
+        probs[1, :, 0] = 0.0
+        clean_probs = probs[..., : chain.num_clean_states] / probs[..., : chain.num_clean_states].sum(-1, keepdim=True)
+        clean_probs[0, 0] = 0.0
+        padded = torch.nn.functional.pad(clean_probs, (0, chain.num_states - chain.num_clean_states))
+        when = torch.tensor([[0.02], [0.3], [1.5], [4.0]], dtype=torch.float64)
+        for given, reference in ((probs, probs), (clean_probs, padded)):
+            for method in ("score_from_posterior", "marginal_score"):
+                ours = getattr(chain, method)(x, given, when)
+                theirs = getattr(dense, method)(x, reference, when)
+                torch.testing.assert_close(ours, theirs, rtol=1e-9, atol=1e-12)
+                assert bool((ours.gather(-1, x[..., None]) == 1).all())  # s(x)_x = 1
         # Score entropy and D3PM terms, values and gradients.
         log_score = (torch.randn(*x0.shape, chain.num_states, dtype=torch.float64) * 2).requires_grad_(True)
         ours = chain.score_entropy(log_score, x0, x_t, total)
@@ -154,6 +170,63 @@ class RateMatrixContract:
         for mine, reference in zip(chain.d3pm_terms(log_score, x0, x_i, step, before),
                                    dense.d3pm_terms(log_score, x0, x_i, step, before), strict=True):
             torch.testing.assert_close(mine, reference, rtol=1e-9, atol=1e-10)
+
+    # ---- the concrete score of an x0-prediction, by enumeration and against D3PM's posterior -----------------------
+    @pytest.mark.parametrize("total", [0.05, 0.7, 3.0])
+    def test_x0_scores_of_the_exact_posterior_are_the_exact_score(self, total):
+        """Every sequence of a toy chain (L = 2): with p the exact posterior marginal p(x0_i | x_t) (enumeration),
+        score_from_posterior is the exact score at every y that can reach x_i (the entries a sampler reads); with
+        D3PM's p~ proportional to p(x0) / P[x0, x_i] (expm), marginal_score is the same score."""
+        chain = self.make_chain()
+        process = ctmc.ForwardProcess(chain, self.schedule)
+        toy = ToyChain(process, chain.num_clean_states, ELBO_LENGTH)
+        x = toy.states
+        totals = torch.full((x.shape[0],), total, dtype=torch.float64)
+        exact = toy.score(x, totals)
+        posterior = toy.posterior(x, totals)
+        y = torch.arange(chain.num_states).expand(*x.shape, -1)
+        read = chain.reachable(y, x[..., None].expand_as(y))
+        ours = chain.score_from_posterior(x, posterior, totals[:, None])
+        torch.testing.assert_close(ours[read], exact[read], rtol=1e-9, atol=1e-12)
+        column = torch.from_numpy(scipy.linalg.expm(total * chain.matrix().numpy()))[: chain.num_clean_states][:, x]
+        column = column.permute(1, 2, 0)  # (S, L, clean): P[x0, x_i]
+        weights = torch.where(column > 0, posterior / torch.where(column > 0, column, 1.0), 0.0)
+        d3pm = weights / weights.sum(-1, keepdim=True)
+        torch.testing.assert_close(chain.marginal_score(x, d3pm, totals[:, None])[read], exact[read],
+                                   rtol=1e-9, atol=1e-12)
+
+    def test_analytic_step_with_x0_scores_is_the_discrete_posterior(self):
+        """The analytic step over [before, before + step] from an x0-prediction p, written out with scipy.linalg.expm:
+        with marginal_score(p) it draws x_s from D3PM's model posterior, proportional to P(step)[y, x_t]
+        (p P(before))_y (Austin et al. 2021, eq. 4); with score_from_posterior(p) from the posterior mean
+        sum_{x0} p(x0) q(x_s = y | x_t, x0) over the x0 that reach x_t (p renormalised over them; MDLM's step)."""
+        chain = self.make_chain()
+        x = self._states(chain)
+        probs = torch.softmax(torch.randn(*x.shape, chain.num_clean_states, dtype=torch.float64,
+                                          generator=torch.Generator().manual_seed(5)) * 2, -1)
+        step = torch.tensor([[0.01], [0.2], [1.0], [2.5]], dtype=torch.float64)
+        before = torch.tensor([[0.05], [0.1], [0.8], [2.0]], dtype=torch.float64)
+        q = chain.matrix().numpy()
+        padded = torch.nn.functional.pad(probs, (0, chain.num_states - chain.num_clean_states)).numpy()
+        d3pm, mean = np.zeros((*x.shape, chain.num_states)), np.zeros((*x.shape, chain.num_states))
+        for b in range(x.shape[0]):
+            forward = scipy.linalg.expm(float(step[b]) * q)
+            earlier = scipy.linalg.expm(float(before[b]) * q)
+            likelihood = forward[:, x[b].numpy()].T  # (L, n): P(step)[y, x_t]
+            joint = likelihood * (padded[b] @ earlier)
+            d3pm[b] = joint / joint.sum(-1, keepdims=True)
+            given_x0 = likelihood[:, None, :] * earlier[None, :, :]  # (L, x0, y)
+            norm = given_x0.sum(-1, keepdims=True)  # P(step + before)[x0, x_t]: 0 where x0 cannot reach x_t
+            given_x0 = np.divide(given_x0, norm, out=np.zeros_like(given_x0), where=norm > 0)
+            weights = padded[b] * (norm[..., 0] > 0)
+            mean[b] = np.einsum("lk,lky->ly", weights / weights.sum(-1, keepdims=True), given_x0)
+        for method, expected in (("marginal_score", d3pm), ("score_from_posterior", mean)):
+            score = getattr(chain, method)(x, probs, step + before)
+            jump = chain.analytic_jump_probability(x, score, step)
+            weights = chain.analytic_destinations(x, score, step)
+            law = jump[..., None] * weights / weights.sum(-1, keepdim=True).clamp_min(1e-300)
+            law = law.scatter(-1, x[..., None], (1 - jump)[..., None])
+            np.testing.assert_allclose(law.numpy(), expected, rtol=1e-8, atol=1e-11, err_msg=method)
 
     # ---- the limit law and the prior ------------------------------------------------------------------------
     def test_limit_law_is_stationary_and_the_limit_of_every_row(self):

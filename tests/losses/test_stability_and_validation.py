@@ -156,9 +156,12 @@ def test_d3pm_bad_inputs_raise():
         losses.D3PMLoss.from_chain(chain, hybrid_weight=-1.0)
     with pytest.raises(ValueError, match="num_steps"):
         losses.D3PMLoss(ctmc.ForwardProcess(ctmc.Absorbing(4), ctmc.LogLinear()), num_steps=0)
-    with pytest.raises(ValueError, match="limit law"):  # tokens survive to t = 1: infinite KL to the all-mask prior
-        kept = losses.D3PMLoss.from_chain(ctmc.DiscreteTimeChain(ctmc.Absorbing(4), torch.full((3,), 0.2)))
-        kept(logits, x0, torch.full_like(x0, 4), torch.tensor([1 / 3, 1.0]))
+    with pytest.raises(ValueError, match="cannot reach from x0"):  # a clean x_t that differs from x0
+        loss(logits, x0, x0 + 1, torch.tensor([0.2, 0.4]))
+    # Tokens that survive to t = 1 are no bad input: the prior term is the KL to the forward prior, finite (it was
+    # the KL to the all-mask limit law, infinite).
+    kept = losses.D3PMLoss.from_chain(ctmc.DiscreteTimeChain(ctmc.Absorbing(4), torch.full((3,), 0.2)))
+    assert bool(torch.isfinite(kept(logits, x0, torch.full_like(x0, 4), torch.tensor([1 / 3, 1.0]))).all())
 
 
 def test_sample_time_ranges_and_distributions():

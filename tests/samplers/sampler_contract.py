@@ -1,5 +1,6 @@
 """The contract every sampler's tests inherit (no per-class branches): shapes, reproducibility, exactness with
-an exact score on a toy chain, shrinking error with more steps, conditioning, NFE, and bad input.
+an exact score, denoiser or x0-predictor on a toy chain, shrinking error with more steps, the step-by-step loop
+(`iterate`) and its trajectory, conditioning, NFE, and bad input.
 
 Reference: `sampler_toy.ToyChain` (enumeration of all sequences, float64). Tolerance: `tv_noise_bound`, the
 (1 - 1e-4) bound on the TV distance between p_0 and an N-sample histogram of p_0 (Jensen + McDiarmid), plus
@@ -8,6 +9,8 @@ stated by the subclass).
 """
 
 from __future__ import annotations
+
+import itertools
 
 import pytest
 import torch
@@ -22,20 +25,36 @@ LENGTH = 3
 EPS = 1e-3
 
 
-def make_toy(chain: str) -> tuple[ToyChain, samplers.ConcreteScore | samplers.Denoiser]:
-    """'absorbing' (exact score), 'absorbing-denoiser' (exact RADD denoiser) or 'uniform' (exact score)."""
+def exact_logits(toy: ToyChain):
+    """The exact x0-predictor of the toy as logits over all n states: log p(x0_i | x_t), -inf at the mask."""
+
+    def logits(x: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
+        log_probs = torch.log(toy.posterior(x, total))
+        return torch.nn.functional.pad(log_probs, (0, toy.n - toy.vocab), value=float("-inf"))
+
+    return logits
+
+
+def make_toy(chain: str) -> tuple[ToyChain, samplers.ConcreteScore | samplers.Denoiser | samplers.X0Predictor]:
+    """'absorbing' (exact score), 'absorbing-denoiser' (exact RADD denoiser), 'absorbing-x0' (exact x0-predictor,
+    logits over the n states), 'uniform' (exact score) or 'uniform-x0' (exact x0-predictor, probabilities)."""
     if chain.startswith("absorbing"):
         process = ctmc.ForwardProcess(ctmc.Absorbing(VOCAB), ctmc.LogLinear(1e-4))
     else:
         process = ctmc.ForwardProcess(ctmc.Uniform(VOCAB), ctmc.Geometric(1e-3, 12.0))
     toy = ToyChain(process, VOCAB, LENGTH)
-    model = samplers.Denoiser(toy.denoiser) if chain.endswith("denoiser") else samplers.ConcreteScore(toy.score)
-    return toy, model
+    if chain.endswith("denoiser"):
+        return toy, samplers.Denoiser(toy.denoiser)
+    if chain == "absorbing-x0":
+        return toy, samplers.X0Predictor(exact_logits(toy), log=True)
+    if chain == "uniform-x0":
+        return toy, samplers.X0Predictor(toy.posterior)
+    return toy, samplers.ConcreteScore(toy.score)
 
 
 class SamplerContract:
     sampler_class: type[samplers.Sampler]
-    chains: tuple[str, ...] = ("absorbing", "absorbing-denoiser", "uniform")
+    chains: tuple[str, ...] = ("absorbing", "absorbing-denoiser", "uniform", "uniform-x0")
     coarse_steps: int | None = 2
     fine_steps: int | None = 128
     bias: float = 0.0  # discretisation error allowed at fine_steps (TV)
@@ -70,6 +89,31 @@ class SamplerContract:
         assert a.shape == (50, LENGTH) and a.dtype == torch.long
         assert int(a.min()) >= 0 and int(a.max()) < VOCAB  # no mask left
         assert torch.equal(a, b) and not torch.equal(a, c)
+
+    def test_iterate_ends_at_generate_and_keeps_the_trajectory(self):
+        """iterate: the start (the prior draw with the same generator, time 1, no call), one item per step with
+        continuous times (each step starts where the last ended), the denoising step last iff `denoise`; its last
+        item is generate's result, and keep_trajectory returns every item's state and time."""
+        toy, model = make_toy(self.chains[0])
+        sampler = self.make(toy.process, 8)
+        steps = list(sampler.iterate(model, 32, LENGTH, generator=torch.Generator().manual_seed(0)))
+        result = sampler.generate(model, 32, LENGTH, generator=torch.Generator().manual_seed(0), keep_trajectory=True)
+        last = steps[-1]
+        assert torch.equal(last.x, result.tokens) and (last.nfe, last.calls) == (result.nfe, result.calls)
+        start = sampler.prior(32, LENGTH, torch.device("cpu"), torch.Generator().manual_seed(0))
+        assert torch.equal(steps[0].x, start) and steps[0].nfe == 0 and bool((steps[0].s == 1).all())
+        free = torch.ones_like(start, dtype=torch.bool)
+        assert len(steps) == 1 + sampler.num_steps(start, free) + sampler.denoise
+        assert [step.index for step in steps] == list(range(len(steps)))
+        assert [step.denoising for step in steps] == [False] * (len(steps) - 1) + [sampler.denoise]
+        for before, step in itertools.pairwise(steps):
+            assert torch.equal(step.t, before.s) and bool((step.s <= step.t).all()) and step.nfe >= before.nfe
+        assert result.states.shape == (len(steps), 32, LENGTH) and result.times.shape == (len(steps), 32)
+        assert torch.equal(result.states, torch.stack([step.x for step in steps]))
+        assert torch.equal(result.times, torch.stack([step.s for step in steps]))
+        assert bool((result.times[-1] == 0).all()) == sampler.denoise
+        plain = sampler.generate(model, 32, LENGTH, generator=torch.Generator().manual_seed(0))
+        assert plain.states is None and plain.times is None and torch.equal(plain.tokens, result.tokens)
 
     def test_nfe_counts_network_calls(self):
         toy, _ = make_toy(self.chains[0])

@@ -16,7 +16,7 @@ class TestReMDM(SamplerContract):
     the noise floor, benchmarks/bench_samplers.py)."""
 
     sampler_class = samplers.ReMDMSampler
-    chains = ("absorbing", "absorbing-denoiser")
+    chains = ("absorbing", "absorbing-denoiser", "absorbing-x0")
     bias = 0.01
 
 
