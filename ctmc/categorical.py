@@ -23,7 +23,7 @@ def sample_categorical(
     Returns (...) long in [0, n); an index with zero mass is never drawn. `check=False` skips the
     validation of probs (one pass over it) in inner loops whose inputs are valid by construction.
     """
-    weights = probs.to(torch.float64)
+    weights = probs.detach().to(torch.float64)  # a draw is never differentiated
     if check and weights.numel():
         # one pass: NaN propagates to both extremes, -inf or a negative value is the minimum, +inf the maximum
         low, high = (float(value) for value in torch.aminmax(weights))
