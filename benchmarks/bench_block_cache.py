@@ -3,7 +3,8 @@
     python -m benchmarks.bench_block_cache                       # 1,024 tokens, batch 4, V = 50,257 and 256
     python -m benchmarks.bench_block_cache --length 256 --vocab 50257 --samplers first-hitting --threads 1
 
-A `models.BlockDenoiser` (preset "tiny": hidden 64, 2 layers, 2 heads; local mixing 3; block size 16;
+A `models.BlockDenoiser` (preset "tiny": hidden 64, 2 layers, 2 heads; block-causal local mixing 3 as in
+configs/bd3lm.yaml; block size 16;
 max_length = --length, so the context never slides and the no-cache baseline recomputes up to --length - 16
 positions per call) with random weights writes --batch rows of --length tokens with `samplers.BlockSampler`,
 once with the cache (each finished block encoded once; every call runs the 16 positions of the block) and once
@@ -36,7 +37,8 @@ BLOCK = 16
 
 def network_for(vocab: int, length: int) -> models.BlockDenoiser:
     torch.manual_seed(0)
-    return models.BlockDenoiser.from_preset("tiny", vocab, max_length=length, local_mixing=3, block_size=BLOCK).eval()
+    return models.BlockDenoiser.from_preset("tiny", vocab, max_length=length, local_mixing=3, block_size=BLOCK,
+                                            mix_across_blocks=True).eval()
 
 
 def inner_sampler(name: str, process: ctmc.ForwardProcess) -> samplers.Sampler:

@@ -211,9 +211,11 @@ class BlockDenoiser(RADDDenoiser):
         def mix(index: int, layer: LocalMixing, h: Tensor) -> Tensor:
             width = layer.padding[0]
             clean = h[:, h.shape[1] // 2 :] if pair else h
-            before = tails[index] if tails else clean.new_zeros(clean.shape[0], width, clean.shape[2])
-            stream = torch.cat([before.to(clean.dtype), clean], dim=1)  # (B, W + L, H)
+            before = tails[index].to(clean.dtype) if tails else clean.new_zeros(clean.shape[0], width, clean.shape[2])
             runs = -(-clean.shape[1] // size)
+            if runs == 1 and store is None:  # one block after the context (denoise_block): it reads the tail only
+                return layer(h, size, before[:, None])
+            stream = torch.cat([before, clean], dim=1)  # (B, W + L, H)
             index_grid = (torch.arange(runs, device=h.device) * size)[:, None] + torch.arange(width, device=h.device)
             left = stream[:, index_grid]  # (B, runs, W, H): the W clean states before each run
             if pair:
