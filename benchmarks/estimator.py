@@ -39,8 +39,7 @@ def draws(trained: TrainedModel, x0: torch.Tensor, count: int, seed: int, estima
     with torch.no_grad():
         for start in range(0, x0.shape[0], batch):
             rows.append(sequence_negative_elbo(
-                trained.process, trained.loss, trained.loss.sample_time, trained.network, x0[start : start + batch],
-                count, seed, estimator=estimator,
+                trained.loss, trained.network, x0[start : start + batch], count, seed, estimator=estimator
             ).double())
     return torch.cat(rows)
 

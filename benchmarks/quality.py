@@ -2,31 +2,36 @@
 
 Run (from the repository root; docs/results.md gives the measured tables and the commands behind them):
 
-    python -m benchmarks.quality                                  # the four configs as committed (600 steps)
+    python -m benchmarks.quality                                  # every config as committed (600 steps), and 4x
     python -m benchmarks.quality --steps 150 --val_blocks 128 --order_blocks 32 --num_samples 4 --nfe 8 32 --threads 1
     python -m benchmarks.quality --ckpt ar=PATH --ckpt sedd=PATH ...  # reuse checkpoints, train the rest
     python -m benchmarks.quality --reuse                          # reuse the checkpoints of an earlier run here
+    python -m benchmarks.quality --models ar sedd radd --longer 1   # some models, no longer budget
 
 1. Training. The AR yardstick (configs/ar.yaml), SEDD on the absorbing chain (configs/sedd.yaml), RADD
-   (configs/radd.yaml) and SEDD on the uniform chain (configs/sedd-uniform.yaml) are fitted one after the
-   other, each as `python -m training fit -c CONFIG --trainer.default_root_dir=<work_dir>/runs/NAME` in a
-   subprocess, with the same corpus, tokenizer, seq_len, batch size and number of steps (the configs agree;
-   `--steps`, `--seq_len`, `--batch_size` override all four alike), so that every model sees the same training
-   tokens. In-training validation and sample logging are switched off (`--trainer.limit_val_batches=0
+   (configs/radd.yaml), SEDD on the uniform chain (configs/sedd-uniform.yaml) and block diffusion
+   (configs/bd3lm.yaml at block sizes 1, 2, 4, 8 and 32: `bd3lm-S`, the block size set on the network and the
+   loss) are fitted one after the other (`--models`), each as `python -m training fit -c CONFIG
+   --trainer.default_root_dir=<work_dir>/runs/NAME` in a subprocess, with the same corpus, tokenizer, seq_len,
+   batch size and number of steps (the configs agree; `--steps`, `--seq_len`, `--batch_size` override all alike),
+   so that every model sees the same training tokens. Then the `--longer_models` (AR, SEDD, RADD, block size 4)
+   again with `--longer` (4) times the steps (`NAME-x4`), to show whether each gap to AR shrinks or grows with
+   training. In-training validation and sample logging are switched off (`--trainer.limit_val_batches=0
    --samples.every_n_steps=0`; neither changes the weights): the recorded wall time is the fit's (start-up,
    optimisation, checkpoints), and validation and sampling are timed below, once per model.
 2. Validation, on the same blocks for every model: the first `--val_blocks` validation blocks of the data
-   split the checkpoints were trained on (training.evaluate.validation_blocks; 512 = the 64 x 8 blocks that
-   sedd.yaml and ar.yaml validate on). Per sequence, evaluation.likelihood.sequence_nats: the AR model's exact
+   split the checkpoints were trained on (evaluation.training_data.validation_blocks; 512 = the 64 x 8 blocks
+   that the configs validate on). Per sequence, evaluation.likelihood.sequence_nats: the AR model's exact
    -log p(x); for a diffusion model the negative-ELBO estimate with its `val_time_samples` draws plus the t = 1
-   prior term (an upper bound on -log p(x)). bits/token = sum n_i / sum L_i / ln 2 with the ratio-estimator SE
-   (training.elbo.ratio_estimate). The gap to AR is the perplexity ratio exp(R_model - R_AR), its SE from the
+   prior term (an upper bound on -log p(x); for block diffusion the block bound, losses.BlockDiffusionLoss).
+   bits/token = sum n_i / sum L_i / ln 2 with the ratio-estimator SE (evaluation.bounds.ratio_estimate). The gap
+   to AR is the perplexity ratio exp(R_model - R_AR) against the AR model of the same budget, its SE from the
    paired per-sequence differences (same blocks, so the spread between blocks cancels). RADD: also the exact
    fixed-order likelihood (losses.any_order_log_likelihood through evaluation.likelihood.fixed_order_nats) over
    `--orders` random orders on the first `--order_blocks` blocks, beside the bound on those same blocks.
-3. Samples. For every diffusion model and sampler (below) and every NFE budget in `--nfe`,
-   evaluation.generation.draw_samples draws `--num_samples` sequences of seq_len tokens and
-   evaluation.judge.judge_tokens
+3. Samples. For every diffusion model of the base budget, sampler (below) and NFE budget in `--nfe`,
+   evaluation.generation.draw_samples draws `--num_samples` sequences of seq_len tokens (a block model block by
+   block, the sampler inside each block) and evaluation.judge.judge_tokens
    scores them under the AR model (the judge): gen-PPL with its delta-method SE over samples, the unigram
    entropy of the samples, the measured NFE (row-evaluations / batch: RADD's per-row cache can make it less
    than the budget) and the wall time per sample. References: the AR model's own ancestral samples (NFE = L;
@@ -37,12 +42,19 @@ Run (from the repository root; docs/results.md gives the measured tables and the
    call); theta-trapezoidal (Ren et al. 2025, second order, 2 calls a step) takes (N - 1) // 2 steps;
    first-hitting (absorbing only; Zheng et al. 2024) reveals ceil(m / N) positions per call for N < L and is
    exact with one token per call (NFE = L) for N >= L (budgets above L give the same sampler and are
-   skipped). Left out: RK-2 (first order and worse than Euler in this reading, docs/samplers.md) and ReMDM
-   (remasking spends calls beyond NFE = L; with an exact model it does not help at any NFE).
-4. Output: JSON (`--out`, default benchmarks/results/quality.json), the tables printed and written as Markdown
+   skipped). A block model of L / S blocks gives each block n = N S / L calls, with the steps of budget n at
+   length S (budgets the blocks cannot share evenly are left out). Left out: RK-2 (first order and worse than
+   Euler in this reading, docs/samplers.md) and ReMDM (remasking spends calls beyond NFE = L; with an exact model
+   it does not help at any NFE).
+4. Key/value cache (benchmarks/quality_blocks.py): each block model writes `--cache_length` (256) tokens per
+   sample as `lightning sample` does (first-hitting inside each block, the context sliding at seq_len), with the
+   cache and recomputing the context at every call; the samples must agree, and the seconds per sample compare.
+5. Output: JSON (`--out`, default benchmarks/results/quality.json), the tables printed and written as Markdown
    to <work_dir>/results.md (copy them into docs/results.md), the decoded samples under <work_dir>/samples/,
-   and a plot <work_dir>/quality.png (matplotlib, the `dev` extra: without it the script says so and
-   writes no plot) of val bits/token per model and gen-PPL and entropy against NFE per sampler.
+   and plots (matplotlib, the `dev` extra: without it the script says so and writes no plot):
+   <work_dir>/quality.png (val bits/token per model, gen-PPL and entropy against NFE per sampler, the
+   whole-sequence models) and <work_dir>/quality_blocks.png (bits/token against block size, the gap to AR
+   against steps, block samples' gen-PPL against NFE).
 """
 
 from __future__ import annotations
@@ -61,9 +73,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+import yaml
 
 import models
 import samplers
+from benchmarks.quality_blocks import CacheTiming, block_markdown, block_plot, cache_timing
 from data import unigram_log_probs
 from evaluation.bounds import ratio_estimate
 from evaluation.generation import Samples, draw_samples, format_samples
@@ -73,17 +87,55 @@ from evaluation.restore import TrainedModel, load_trained
 from evaluation.training_data import training_data, validation_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = {  # name -> config as committed; the first is the judge
+BLOCK_SIZES = (1, 2, 4, 8, 32)  # the block diffusion rows: configs/bd3lm.yaml at these block sizes
+CONFIGS = {  # model name -> config as committed; the first is the judge
     "ar": "configs/ar.yaml",
     "sedd": "configs/sedd.yaml",
     "radd": "configs/radd.yaml",
     "sedd-uniform": "configs/sedd-uniform.yaml",
+    **{f"bd3lm-{size}": "configs/bd3lm.yaml" for size in BLOCK_SIZES},
 }
 JUDGE = "ar"
+LONGER_MODELS = ("ar", "sedd", "radd", "bd3lm-4")  # refitted with --longer times the steps
 SAMPLERS_ANY_CHAIN = ("euler", "tweedie", "tau-leaping", "trapezoidal")
 SAMPLERS_ABSORBING = (*SAMPLERS_ANY_CHAIN, "first-hitting")
 DATA_KEYS = ("paths", "tokenizer", "seq_len", "val_fraction", "seed")  # what fixes the validation blocks
 LN2 = math.log(2.0)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One fit of the report: `model` (a key of CONFIGS) trained for `factor` times the base steps; `name` is the
+    model's name for factor 1, else "<model>-x<factor>" (the longer budget)."""
+
+    model: str
+    factor: int = 1
+
+    @property
+    def name(self) -> str:
+        return self.model if self.factor == 1 else f"{self.model}-x{self.factor}"
+
+    @property
+    def config(self) -> str:
+        return CONFIGS[self.model]
+
+    @property
+    def block_size(self) -> int | None:
+        """The block size of a bd3lm-S model (the override of configs/bd3lm.yaml), None for the others."""
+        return int(self.model.removeprefix("bd3lm-")) if self.model.startswith("bd3lm-") else None
+
+    @property
+    def judge(self) -> str:
+        """The AR run of the same budget: the yardstick of this run's gap."""
+        return Run(JUDGE, self.factor).name
+
+
+def planned_runs(arguments: argparse.Namespace) -> list[Run]:
+    """The fits of this report: every --models model, then the --longer_models at --longer times the steps."""
+    runs = [Run(model) for model in arguments.models]
+    if arguments.longer > 1:
+        runs += [Run(model, arguments.longer) for model in arguments.longer_models]
+    return runs
 
 
 @dataclass
@@ -144,6 +196,7 @@ class Report:
     validation: dict[str, Validation] = field(default_factory=dict)
     samples: list[SampleRow] = field(default_factory=list)
     references: list[SampleRow] = field(default_factory=list)
+    cache: list[CacheTiming] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -154,14 +207,24 @@ def last_checkpoint(root: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def fit_command(config: str, root: Path, arguments: argparse.Namespace) -> list[str]:
-    """`python -m training fit -c config` writing under root, with the shared overrides."""
-    command = [sys.executable, "-m", "training", "fit", "-c", config, f"--trainer.default_root_dir={root}",
+def config_steps(config: str) -> int:
+    """trainer.max_steps of a committed config."""
+    return int(yaml.safe_load((ROOT / config).read_text(encoding="utf-8"))["trainer"]["max_steps"])
+
+
+def fit_command(run: Run, root: Path, arguments: argparse.Namespace) -> list[str]:
+    """`python -m training fit -c CONFIG` writing under root, with the shared overrides, the block size of a
+    bd3lm-S model (network and loss) and the steps of the run's budget."""
+    command = [sys.executable, "-m", "training", "fit", "-c", run.config, f"--trainer.default_root_dir={root}",
                "--trainer.limit_val_batches=0", "--samples.every_n_steps=0", "--trainer.enable_progress_bar=false"]
-    for option, key in (("steps", "trainer.max_steps"), ("seq_len", "data.seq_len"), ("batch_size", "data.batch_size")):
-        value = getattr(arguments, option)
+    steps = arguments.steps if run.factor == 1 else run.factor * (arguments.steps or config_steps(run.config))
+    for key, value in (("trainer.max_steps", steps), ("data.seq_len", arguments.seq_len),
+                       ("data.batch_size", arguments.batch_size)):
         if value is not None:
             command.append(f"--{key}={value}")
+    if run.block_size is not None:
+        command += [f"--model.network.init_args.block_size={run.block_size}",
+                    f"--model.loss.init_args.block_size={run.block_size}"]
     if arguments.device.startswith("cuda"):
         command += ["--trainer.accelerator=gpu", "--trainer.devices=1"]
     return command + list(arguments.fit_arg)
@@ -173,9 +236,9 @@ def checkpoint_steps(path: str | Path) -> int | None:
     return None if step is None else int(step)
 
 
-def train(name: str, arguments: argparse.Namespace, work_dir: Path, environment: dict[str, str]) -> Training:
-    """The checkpoint of model `name`: given by --ckpt, reused (--reuse), or fitted now in a subprocess."""
-    config = CONFIGS[name]
+def train(run: Run, arguments: argparse.Namespace, work_dir: Path, environment: dict[str, str]) -> Training:
+    """The checkpoint of `run`: given by --ckpt, reused (--reuse), or fitted now in a subprocess."""
+    name, config = run.name, run.config
     if name in arguments.ckpt:
         return Training(config, arguments.ckpt[name], steps=checkpoint_steps(arguments.ckpt[name]), reused=True)
     root = work_dir / "runs" / name
@@ -185,7 +248,7 @@ def train(name: str, arguments: argparse.Namespace, work_dir: Path, environment:
         return Training(config, str(last_checkpoint(root)), stored.get("command"), stored.get("wall_s"),
                         stored.get("steps"), reused=True)
     root.mkdir(parents=True, exist_ok=True)
-    command = fit_command(config, root, arguments)
+    command = fit_command(run, root, arguments)
     print(f"[{name}] {shlex.join(command)}", flush=True)
     start = time.perf_counter()
     with open(root / "fit.log", "w", encoding="utf-8") as log:
@@ -262,12 +325,15 @@ def fixed_order(trained: TrainedModel, blocks: torch.Tensor, bound_nats: torch.T
     }
 
 
-def add_gaps(validation: dict[str, Validation], nats: dict[str, torch.Tensor]) -> None:
-    """Perplexity ratio exp(R_model - R_AR) with the SE of the paired per-sequence differences."""
-    for name, result in validation.items():
-        if name == JUDGE:
+def add_gaps(validation: dict[str, Validation], nats: dict[str, torch.Tensor], runs: list[Run]) -> None:
+    """Perplexity ratio exp(R_model - R_AR) with the SE of the paired per-sequence differences, against the AR run
+    of the same budget."""
+    for run in runs:
+        name, judge = run.name, run.judge
+        if name == judge:
             continue
-        difference = ratio_estimate(nats[name] - nats[JUDGE], torch.full_like(nats[name], float(result.seq_len)))
+        result = validation[name]
+        difference = ratio_estimate(nats[name] - nats[judge], torch.full_like(nats[name], float(result.seq_len)))
         result.gap_ppl_ratio = math.exp(difference.value)
         result.gap_ppl_ratio_se = result.gap_ppl_ratio * (difference.standard_error or math.nan)
 
@@ -275,19 +341,26 @@ def add_gaps(validation: dict[str, Validation], nats: dict[str, torch.Tensor]) -
 # ------------------------------------------------------------------------------------------------- samples
 def sampler_plan(trained: TrainedModel, budgets: list[int], length: int, names: list[str] | None) -> list[
         tuple[str, int, int | None]]:
-    """(sampler, NFE budget, steps) for every applicable sampler and budget (module docstring, step 3)."""
+    """(sampler, NFE budget, steps) for every applicable sampler and budget (module docstring, step 3). A block
+    model draws L / S blocks of S tokens, each with the sampler: a budget N gives each block n = N S / L calls
+    (budgets that the blocks do not share evenly are left out), and the steps are those of budget n at length S."""
     absorbing = trained.process.rate_matrix.score_factorises
+    size = getattr(trained, "block_size", None) or length
+    blocks = length // size
     plan, seen = [], set()
     for sampler in SAMPLERS_ABSORBING if absorbing else SAMPLERS_ANY_CHAIN:
         if names is not None and sampler not in names:
             continue
         for budget in budgets:
+            if budget % blocks:
+                continue
+            per_block = budget // blocks
             if sampler == "first-hitting":
-                steps = None if budget >= length else budget
+                steps = None if per_block >= size else per_block
             elif sampler == "trapezoidal":
-                steps = (budget - 1) // 2
+                steps = (per_block - 1) // 2
             else:
-                steps = budget - 1
+                steps = per_block - 1
             if (steps is not None and steps < 1) or (sampler, steps) in seen:
                 continue
             seen.add((sampler, steps))
@@ -406,9 +479,10 @@ def plot(report: Report, path: Path) -> str | None:
         print("note: matplotlib is not installed, so no plot is drawn; `pip install -e \".[dev]\"` installs it "
               "(the JSON and the tables are complete without it)", flush=True)
         return None
-    diffusion = [name for name in report.validation if name != JUDGE]
+    block_models = report.settings.get("block_models", [])
+    names = [name for name in report.settings["models"] if name not in block_models]  # blocks: quality_blocks.png
+    diffusion = [name for name in names if name != JUDGE]
     figure, axes = plt.subplots(2, 1 + len(diffusion), figsize=(4.2 * (1 + len(diffusion)), 7.5), squeeze=False)
-    names = list(report.validation)
     values = [report.validation[name].bits_per_token for name in names]
     errors = [report.validation[name].bits_per_token_se for name in names]
     axes[0, 0].bar(names, values, yerr=errors, capsize=4, color=["tab:gray", *["tab:blue"] * len(diffusion)])
@@ -450,13 +524,14 @@ def plot(report: Report, path: Path) -> str | None:
     return str(path)
 
 
-def parse_checkpoints(items: list[str]) -> dict[str, str]:
-    """{name: path} from NAME=PATH items (one-line errors for an unknown name or a missing file)."""
+def parse_checkpoints(items: list[str], runs: list[Run]) -> dict[str, str]:
+    """{name: path} from NAME=PATH items (one-line errors for a name that is not a run or a missing file)."""
     checkpoints = {}
+    names = [run.name for run in runs]
     for item in items:
         name, equals, path = item.partition("=")
-        if not equals or name not in CONFIGS:
-            raise SystemExit(f"error: --ckpt {item!r}: write NAME=PATH with NAME one of {', '.join(CONFIGS)}")
+        if not equals or name not in names:
+            raise SystemExit(f"error: --ckpt {item!r}: write NAME=PATH with NAME one of {', '.join(names)}")
         if not Path(path).is_file():
             raise SystemExit(f"error: --ckpt {item!r}: {path!r} does not exist; give a checkpoint of `fit`")
         checkpoints[name] = path
@@ -471,8 +546,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, help="blocks per step of every model (default: the configs' 8)")
     parser.add_argument("--fit_arg", action="append", default=[], metavar="--KEY=VALUE",
                         help="an extra override for every fit command (repeatable)")
+    parser.add_argument("--models", nargs="+", default=list(CONFIGS), help="the models of the report (the first "
+                        f"must be {JUDGE}, the judge): {', '.join(CONFIGS)}")
+    parser.add_argument("--longer", type=int, default=4, help="refit --longer_models with this many times the steps "
+                        "(1: no longer budget)")
+    parser.add_argument("--longer_models", nargs="+", default=list(LONGER_MODELS),
+                        help=f"the models of the longer budget ({JUDGE} first: each gap is to the AR model of the "
+                        "same budget)")
+    parser.add_argument("--cache_length", type=int, default=256, help="tokens per sample of the block models' "
+                        "key/value-cache timing (0: none)")
     parser.add_argument("--ckpt", action="append", default=[], metavar="NAME=PATH",
-                        help=f"reuse a checkpoint instead of training NAME ({', '.join(CONFIGS)})")
+                        help="reuse a checkpoint instead of training NAME (a model, or MODEL-xF of the longer budget)")
     parser.add_argument("--reuse", action="store_true", help="reuse the last.ckpt of an earlier run in --work_dir")
     parser.add_argument("--val_blocks", type=int, default=512, help="validation blocks (the same for every model)")
     parser.add_argument("--orders", type=int, default=2, help="random orders of RADD's exact likelihood (0: none)")
@@ -507,13 +591,24 @@ def check_arguments(arguments: argparse.Namespace) -> None:
     unknown = [name for name in arguments.order_models if name not in CONFIGS or name == JUDGE]
     if unknown:
         raise SystemExit(f"error: --order_models {unknown[0]!r}: use diffusion models of {', '.join(CONFIGS)}")
+    for option in ("models", "longer_models"):
+        values = getattr(arguments, option)
+        unknown = [name for name in values if name not in CONFIGS]
+        if unknown:
+            raise SystemExit(f"error: --{option} {unknown[0]!r}: use some of {', '.join(CONFIGS)}")
+        if values[0] != JUDGE or len(set(values)) != len(values):
+            raise SystemExit(f"error: --{option} must start with {JUDGE} (the yardstick of every gap) and name each "
+                             f"model once, got {' '.join(values)}")
+    if arguments.longer < 1 or arguments.cache_length < 0:
+        raise SystemExit(f"error: --longer must be >= 1 and --cache_length >= 0, got {arguments.longer} and "
+                         f"{arguments.cache_length}")
 
 
 def main(argv: list[str] | None = None) -> Report:
     """Parse the options and run the report; bad input ends it with one line, `error: ...`."""
     arguments = build_parser().parse_args(argv)
     check_arguments(arguments)
-    arguments.ckpt = parse_checkpoints(arguments.ckpt)
+    arguments.ckpt = parse_checkpoints(arguments.ckpt, planned_runs(arguments))
     command = shlex.join(["python", "-m", "benchmarks.quality", *(sys.argv[1:] if argv is None else argv)])
     try:
         return run(arguments, command)
@@ -533,8 +628,9 @@ def run(arguments: argparse.Namespace, command: str) -> Report:
     report = Report(settings={"command": command, "torch": torch.__version__, "python": platform.python_version(),
                               "threads": torch.get_num_threads(), "device": arguments.device})
     started = time.perf_counter()
-    for name in CONFIGS:
-        report.training[name] = train(name, arguments, work_dir, environment)
+    runs = planned_runs(arguments)
+    for run in runs:
+        report.training[run.name] = train(run, arguments, work_dir, environment)
     report.seconds["training"] = time.perf_counter() - started
 
     start = time.perf_counter()
@@ -545,6 +641,10 @@ def run(arguments: argparse.Namespace, command: str) -> Report:
     blocks = validation_blocks(data[JUDGE], min(arguments.val_blocks, len(data[JUDGE].validation)))
     length = blocks.shape[1]
     unigram = unigram_log_probs(data[JUDGE].train, loaded[JUDGE].vocab_size)
+    report.settings.update(models=[run.name for run in runs if run.factor == 1],
+                           block_models=[run.name for run in runs if run.factor == 1 and run.block_size is not None],
+                           longer=arguments.longer if arguments.longer > 1 else None,
+                           longer_models=[run.model for run in runs if run.factor > 1])
     report.settings.update(val_blocks=blocks.shape[0], seq_len=length, length=length,
                            unigram_bits_per_token=float(-unigram[blocks].sum()) / blocks.numel() / LN2,
                            num_samples=arguments.num_samples, nfe=arguments.nfe, orders=arguments.orders,
@@ -555,20 +655,31 @@ def run(arguments: argparse.Namespace, command: str) -> Report:
         result = report.validation[name]
         print(f"[{name}] {result.bits_per_token:.3f} +- {result.bits_per_token_se:.3f} bits/token ({result.what}, "
               f"{result.seconds:.0f} s)", flush=True)
-    add_gaps(report.validation, nats)
+    add_gaps(report.validation, nats, runs)
     report.seconds["validation"] = time.perf_counter() - start
 
     start = time.perf_counter()
     judge = loaded[JUDGE]
-    for name, trained in loaded.items():
-        if name != JUDGE:
-            report.samples += sample_and_judge(name, trained, judge, length, arguments, work_dir / "samples")
+    for run in runs:
+        if run.name != JUDGE and run.factor == 1:
+            report.samples += sample_and_judge(run.name, loaded[run.name], judge, length, arguments,
+                                               work_dir / "samples")
     report.references = references(judge, blocks, length, arguments, work_dir / "samples")
     report.seconds["sampling"] = time.perf_counter() - start
 
-    table = markdown(report)
+    start = time.perf_counter()
+    if arguments.cache_length:
+        for run in runs:
+            if run.block_size is not None and run.factor == 1:
+                report.cache.append(cache_timing(run.name, loaded[run.name], arguments.cache_length,
+                                                 arguments.num_samples, arguments.seed))
+                print(f"  [{run.name}] {report.cache[-1].summary()}", flush=True)
+    report.seconds["cache_timing"] = time.perf_counter() - start
+
+    table = markdown(report) + block_markdown(report)
     (work_dir / "results.md").write_text(table, encoding="utf-8")
     report.settings["plot"] = plot(report, work_dir / "quality.png")
+    report.settings["block_plot"] = block_plot(report, work_dir / "quality_blocks.png")
     Path(arguments.out).write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
     print(table)
     print(f"wrote {arguments.out}, {work_dir / 'results.md'}" + (f", {report.settings['plot']}"

@@ -200,7 +200,7 @@ class DiffusionCLI(LightningCLI):
             self.check_checkpoint()
             self.initialise()
         except (ValueError, FileNotFoundError, MisconfigurationException) as error:
-            fail(str(error))
+            fail(one_line(str(error)))  # a constructor's message inside jsonargparse's account, on one line
         dumped = yaml.safe_load(self._parser(self.subcommand).dump(self._config(), skip_check=True))
         self.model.run_config = yaml.safe_dump({key: dumped[key] for key in ("model", "data")})
 

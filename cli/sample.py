@@ -2,7 +2,7 @@
 
     lightning sample --ckpt_path logs/lightning_logs/version_0/checkpoints/last.ckpt \\
         [--sampler euler|tau-leaping|tweedie|first-hitting|package.module.Class] [--sampler_option KEY=VALUE]
-        [--steps 128] [--num_samples 4] [--length 128]
+        [--steps 128] [--num_samples 4] [--length 128] [--stop] [--stride S]
         [--seed 0] [--prefix "ROMEO:" | --suffix "..." | --infill "The [MASK] of [MASK]"]
         [--temperature 1.0 --top_k K --top_p P --greedy] [--output FILE] [--config cfg.yaml] [--device cpu]
 
@@ -10,10 +10,19 @@ The model is restored from the checkpoint (evaluation.load_trained) and sampled 
 (evaluation.generation). A prompt is a template: fixed text with [MASK] gaps (evaluation.prompts); `--prefix P`
 is the template "P[MASK]", `--suffix S` is "[MASK]S", both "P[MASK]S"; fixed positions are kept verbatim.
 
+Any --length: a text longer than the seq_len the model was trained on is written as evaluation/windows.py
+says: a block diffusion model (configs/bd3lm.yaml) always block after block (the sampler inside each block, a
+key/value cache over the clean blocks, the context sliding at seq_len), a plain model on the absorbing chain in
+semi-autoregressive windows of seq_len tokens that add --stride new ones each (default seq_len // 2), the AR
+model with a context sliding at seq_len; a plain model on another chain is refused past seq_len, in one line
+that names the models that can. A text drawn left to right takes --prefix only (at most seq_len tokens, the
+context), not --suffix or --infill. `--stop` ends each sample at its first generated end-of-text token and
+prints its length.
+
 On an autoregressive checkpoint (configs/ar.yaml) the samples are drawn ancestrally, one token per network
 call (samplers.ancestral_sample), with the same --temperature / --top_k / --top_p / --greedy and a --prefix
-(encoded as a whole, kept verbatim); --sampler, --steps, --suffix and --infill are diffusion options and are
-refused in one line.
+(encoded as a whole, kept verbatim); --sampler, --steps, --stride, --suffix and --infill are diffusion options
+and are refused in one line.
 
 Beside each sample the command prints the unigram entropy (nats) of its generated positions
 (`samplers.unigram_entropy`; a collapsing model repeats tokens and shows a low entropy) and, at the end, the
@@ -35,10 +44,12 @@ from evaluation.generation import (
     SAMPLER_OPTION,
     Samples,
     build_sampler,
+    finish_samples,
     format_samples,
     generate_samples,
     resolve_sampler,
     sampler_classes,
+    stop_lengths,
 )
 from evaluation.prompts import MASK, prompt_template
 from evaluation.restore import TrainedModel, load_trained
@@ -83,7 +94,12 @@ def build_parser() -> CommandParser:
         "e.g. eps=1e-4 or denoise=False",
     )
     parser.add_argument("--num_samples", type=int, default=4, help="number of sequences")
-    parser.add_argument("--length", type=int, help="tokens per sequence (default: the training seq_len)")
+    parser.add_argument("--length", type=int, help="tokens per sequence (default: the training seq_len); past it, "
+                        "block by block, in windows or with a sliding context (see the description)")
+    parser.add_argument("--stop", action="store_true", help="end each sample at its first generated end-of-text "
+                        "token and print its length")
+    parser.add_argument("--stride", type=int, help="past seq_len, a plain masked model's windows add this many new "
+                        "tokens each (default seq_len // 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampling generator")
     parser.add_argument("--prefix", help="text the samples start with (kept verbatim)")
     parser.add_argument("--suffix", help="text the samples end with")
@@ -102,6 +118,8 @@ def run(arguments: argparse.Namespace) -> Samples:
         raise ValueError(f"--num_samples must be >= 1, got {arguments.num_samples}")
     if arguments.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {arguments.seed}")
+    if arguments.length is not None and arguments.length < 1:
+        raise ValueError(f"--length must be a positive integer (tokens per sample), got {arguments.length}")
     template = prompt_template(arguments.prefix, arguments.suffix, arguments.infill)
     check_output(arguments.output)
     device = check_device(arguments.device)
@@ -118,11 +136,12 @@ def run(arguments: argparse.Namespace) -> Samples:
                 raise ValueError(f"--{key} and {SAMPLER_OPTION} {key}=... are both given; give one")
             options[key] = value
     length = trained.seq_len if arguments.length is None else arguments.length
-    trained.check_length(length, "--length")
     sampler = build_sampler(sampler_class, trained.process, options, arguments.sampler)
-    samples = generate_samples(trained, sampler, arguments.num_samples, length, arguments.seed, template)
+    samples = generate_samples(trained, sampler, arguments.num_samples, length, arguments.seed, template,
+                               stop=arguments.stop, stride=arguments.stride)
     steps = "exact" if getattr(sampler, "steps", None) is None else f"{sampler.steps} steps"
-    description = f"{arguments.sampler}, {steps}, {arguments.num_samples} x {length} tokens, seed {arguments.seed}"
+    description = (f"{arguments.sampler}, {steps}, {samples.how}, {arguments.num_samples} x {length} tokens, "
+                   f"seed {arguments.seed}")
     text = format_samples(samples, description)
     write_output(text, arguments.output)
     return samples
@@ -130,14 +149,13 @@ def run(arguments: argparse.Namespace) -> Samples:
 def run_autoregressive(arguments: argparse.Namespace, trained: TrainedModel) -> Samples:
     """The sample command on an autoregressive checkpoint: ancestral draws after an optional --prefix."""
     for name, flag in (("sampler", "--sampler"), ("steps", "--steps"), ("suffix", "--suffix"), ("infill", "--infill"),
-                       ("sampler_option", SAMPLER_OPTION)):
+                       ("sampler_option", SAMPLER_OPTION), ("stride", "--stride")):
         if getattr(arguments, name):
             raise ValueError(
                 f"{flag} is a diffusion option, but --ckpt_path holds an autoregressive model (it samples left to "
                 "right); use --prefix, --temperature, --top_k, --top_p or --greedy"
             )
     length = trained.seq_len if arguments.length is None else arguments.length
-    trained.check_length(length, "--length")
     decoding = samplers.Decoding(**{key: getattr(arguments, key) for key in ("temperature", "top_k", "top_p", "greedy")
                                     if getattr(arguments, key) is not None})
     prefix = None
@@ -147,13 +165,16 @@ def run_autoregressive(arguments: argparse.Namespace, trained: TrainedModel) -> 
             raise ValueError(
                 f"--prefix takes {prefix.numel()} tokens, more than --length {length}; raise --length or shorten it"
             )
+        if prefix.numel() > trained.seq_len:
+            raise ValueError(f"--prefix takes {prefix.numel()} tokens, more than the seq_len={trained.seq_len} "
+                             "positions the model reads at once (its context); shorten it")
     generator = torch.Generator(device=trained.device).manual_seed(arguments.seed)
     result = trained.generate_ancestral(arguments.num_samples, length, generator, prefix, decoding)
-    ids = result.tokens.cpu()
-    generated = ids[:, 0 if prefix is None else prefix.numel():]
-    entropies = [samplers.unigram_entropy(row) if row.numel() else 0.0 for row in generated]
-    samples = Samples([trained.tokenizer.decode(row) for row in ids.tolist()], ids, entropies, result.nfe)
-    description = f"ancestral, {arguments.num_samples} x {length} tokens, seed {arguments.seed}"
+    start = 0 if prefix is None else prefix.numel()
+    lengths = stop_lengths(result.tokens.cpu(), start, trained.tokenizer.eot_id) if arguments.stop else None
+    how = "sliding context" if length > trained.seq_len else "whole sequence"
+    samples = finish_samples(trained, result.tokens, start, result.nfe, lengths, how)
+    description = f"ancestral, {how}, {arguments.num_samples} x {length} tokens, seed {arguments.seed}"
     write_output(format_samples(samples, description), arguments.output)
     return samples
 

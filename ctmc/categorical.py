@@ -8,6 +8,8 @@ inverts the float64 cumulative distribution.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -21,15 +23,17 @@ def sample_categorical(
     Returns (...) long in [0, n); an index with zero mass is never drawn. `check=False` skips the
     validation of probs (one pass over it) in inner loops whose inputs are valid by construction.
     """
-    weights = probs.to(torch.float64)
-    if check:
-        if not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
+    weights = probs.detach().to(torch.float64)  # a draw is never differentiated
+    if check and weights.numel():
+        # one pass: NaN propagates to both extremes, -inf or a negative value is the minimum, +inf the maximum
+        low, high = (float(value) for value in torch.aminmax(weights))
+        if not (math.isfinite(low) and math.isfinite(high) and low >= 0):
             raise ValueError("probs must be finite and non-negative")
-        if bool((weights.sum(-1) <= 0).any()):
-            raise ValueError("probs must have a positive sum in every row: a row with no mass cannot be sampled")
     cdf = weights.cumsum(-1)
+    total = cdf[..., -1:]  # the row sums
+    if check and bool((total <= 0).any()):
+        raise ValueError("probs must have a positive sum in every row: a row with no mass cannot be sampled")
     u = torch.rand((*weights.shape[:-1], 1), dtype=torch.float64, device=weights.device, generator=generator)
-    total = cdf[..., -1:]
     # Keep the target strictly below the total so that the index found always carries positive mass.
     target = torch.minimum(u * total, torch.nextafter(total, torch.zeros_like(total)))
     return torch.searchsorted(cdf, target, right=True).squeeze(-1)

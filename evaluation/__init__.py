@@ -4,7 +4,8 @@
 - bounds (evaluation/bounds.py): the seeded negative-ELBO estimate of whole sequences, the prior term, the
   ratio estimator of bits/token and its standard error.
 - `evaluate` (evaluation/likelihood.py): the bound of a model on a text, with the fixed-order likelihood.
-- generation (evaluation/generation.py, evaluation/prompts.py): samplers by name, prompts as templates, samples.
+- generation (evaluation/generation.py, evaluation/prompts.py, evaluation/windows.py): samplers by name, prompts as
+  templates, samples of any length (whole, block by block, semi-autoregressive windows; `writing_plan`).
 - judging (evaluation/judge.py, evaluation/generative_perplexity.py): generative perplexity under an AR judge.
 - `training_data` (evaluation/training_data.py): the blocks a model was trained on.
 """

@@ -21,8 +21,9 @@ import torch
 from torch import Tensor
 
 import samplers
-from evaluation.prompts import conditioning
+from evaluation.prompts import conditioning, template_pieces
 from evaluation.restore import TrainedModel
+from evaluation.windows import writing_plan
 
 SAMPLER_OPTION = "--sampler_option"
 
@@ -90,12 +91,60 @@ def build_sampler(
 class Samples:
     """texts: the decoded samples; tokens: (B, L) long; entropies: per-sample unigram entropy (nats) of the
     generated (non-prompt) positions; nfe: network evaluations per sequence (row-evaluations / batch size,
-    so that a per-row cache stays comparable; samplers.SamplingResult)."""
+    so that a per-row cache stays comparable; samplers.SamplingResult); lengths: with a stop token, the tokens
+    of each sample up to its first generated stop token (included), or L (None: no stop token asked for);
+    how: how the text was drawn (evaluation.windows.WritingPlan.describe), "" when not said."""
 
     texts: list[str]
     tokens: Tensor
     entropies: list[float]
     nfe: float
+    lengths: list[int] | None = None
+    how: str = ""
+
+def stop_lengths(tokens: Tensor, start: int, stop_token: int) -> Tensor:
+    """(B,) long: the tokens of each row of tokens (B, L) up to its first stop_token at a position >= start
+    (included), or L when it has none."""
+    hit = tokens[:, start:] == stop_token
+    first = start + hit.long().argmax(1) + 1
+    return torch.where(hit.any(1), first, torch.full_like(first, tokens.shape[1]))
+
+def finish_samples(trained: TrainedModel, ids: Tensor, start: int | Tensor, nfe: float,
+                   lengths: Tensor | None = None, how: str = "") -> Samples:
+    """Samples of ids (B, L) (on any device): texts decoded up to each row's length (all of it without lengths),
+    entropies over the generated positions (from `start`, an int or a (L,) bool of the generated positions) up to
+    it, and the positions after it set to end-of-text; a mask left by a sampler reads as end-of-text."""
+    ids = ids.cpu()
+    if lengths is not None:  # after its stop token a row reads end-of-text (as samplers.BlockSampler fills it)
+        ids = ids.masked_fill(torch.arange(ids.shape[1]) >= lengths.cpu()[:, None], trained.tokenizer.eot_id)
+    clean = ids.clamp(max=trained.tokenizer.vocab_size - 1)
+    ends = [ids.shape[1]] * ids.shape[0] if lengths is None else [int(end) for end in lengths]
+    free = torch.arange(ids.shape[1]) >= start if isinstance(start, int) else start.cpu()
+    entropies = [samplers.unigram_entropy(row[: end][free[: end]]) if bool(free[: end].any()) else 0.0
+                 for row, end in zip(ids, ends, strict=True)]
+    texts = [trained.tokenizer.decode(row[: end]) for row, end in zip(clean.tolist(), ends, strict=True)]
+    return Samples(texts, ids, entropies, nfe, None if lengths is None else ends, how)
+
+def prompt_ids(template: str | None, trained: TrainedModel, length: int) -> Tensor | None:
+    """The token ids (P,) of a prefix-only template "P[MASK]" (encoded as the whole-sequence path encodes it),
+    None without a template. A text drawn left to right takes a prefix only; the prompt must fit in `length`
+    and in the seq_len positions the model reads at once."""
+    if template is None:
+        return None
+    pieces = template_pieces(template, trained.tokenizer)
+    if len(pieces) != 2 or pieces[1]:
+        raise ValueError(
+            "--suffix and --infill fix text after the generated part, but this text is drawn left to right (a block "
+            f"model, or --length past the trained seq_len={trained.seq_len}); use --prefix only"
+        )
+    ids = torch.tensor(pieces[0], dtype=torch.long)
+    if ids.numel() > length:
+        raise ValueError(f"--prefix takes {ids.numel()} tokens, more than --length {length}; raise --length or "
+                         "shorten it")
+    if ids.numel() > trained.seq_len:
+        raise ValueError(f"--prefix takes {ids.numel()} tokens, more than the seq_len={trained.seq_len} positions the "
+                         "model reads at once (its context); shorten it")
+    return ids
 
 def generate_samples(
     trained: TrainedModel,
@@ -104,10 +153,27 @@ def generate_samples(
     length: int,
     seed: int,
     template: str | None = None,
+    *,
+    stop: bool = False,
+    stride: int | None = None,
+    cache: bool = True,
 ) -> Samples:
-    """num_samples sequences of `length` tokens from the EMA weights, the prompt `template` held fixed."""
+    """num_samples sequences of `length` tokens from the EMA weights, the prompt `template` held fixed, drawn as
+    evaluation.windows.writing_plan says (whole, block by block, or in semi-autoregressive windows; `sampler`
+    draws each sequence, block or window). stop: end each sample at its first generated end-of-text token
+    (Samples.lengths; a text drawn left to right stops drawing it). stride, cache: writing_plan's."""
+    plan = writing_plan(trained, sampler, length, stride, cache)
     device = trained.device
     generator = torch.Generator(device=device).manual_seed(seed)
+    stop_token = trained.tokenizer.eot_id if stop else None
+    if plan.continues:
+        prefix = prompt_ids(template, trained, length)
+        with torch.no_grad():
+            result = plan.sampler.generate(plan.model, num_samples, length, prefix=prefix, stop_token=stop_token,
+                                           generator=generator, device=device)
+        start = 0 if prefix is None else prefix.numel()
+        return finish_samples(trained, result.tokens, start, result.nfe, result.lengths if stop else None,
+                              plan.describe())
     given = tokens = None
     free = torch.ones(length, dtype=torch.bool)
     if template is not None:
@@ -116,22 +182,19 @@ def generate_samples(
         given = row_given.expand(num_samples, length).to(device)
         tokens = row_tokens.expand(num_samples, length).to(device)
     with torch.no_grad():
-        result = sampler.generate(
-            trained.sampling_model(), num_samples, length, generator=generator, given=given, tokens=tokens,
-            device=device,
-        )
-    ids = result.tokens.cpu()
-    clean = ids.clamp(max=trained.tokenizer.vocab_size - 1)  # a mask left by a sampler reads as end-of-text
-    generated = ids[:, free]
-    entropies = [samplers.unigram_entropy(row) for row in generated]
-    texts = [trained.tokenizer.decode(row) for row in clean.tolist()]
-    return Samples(texts, ids, entropies, result.nfe)
+        result = sampler.generate(plan.model, num_samples, length, generator=generator, given=given, tokens=tokens,
+                                  device=device)
+    start = int(free.long().argmax()) if bool(free.any()) else length  # the first generated position
+    lengths = stop_lengths(result.tokens.cpu(), start, stop_token) if stop else None
+    return finish_samples(trained, result.tokens, free, result.nfe, lengths, plan.describe())
 
 def format_samples(samples: Samples, description: str) -> str:
-    """The samples, each under a header with its unigram entropy, and a last line with the NFE."""
+    """The samples, each under a header with its unigram entropy (and its length with a stop token), and a last
+    line with the NFE."""
     lines = []
     for index, (text, entropy) in enumerate(zip(samples.texts, samples.entropies, strict=True)):
-        lines.append(f"=== sample {index}: unigram entropy {entropy:.3f} nats ===")
+        size = "" if samples.lengths is None else f"{samples.lengths[index]} tokens, "
+        lines.append(f"=== sample {index}: {size}unigram entropy {entropy:.3f} nats ===")
         lines.append(text)
     mean = sum(samples.entropies) / len(samples.entropies)
     lines.append(f"=== {description}: NFE {samples.nfe:g}, mean unigram entropy {mean:.3f} nats ===")

@@ -13,12 +13,16 @@ network calls per sequence and order.
 
 The text is tokenised as the training data is (documents split at form-feed lines, each followed by the
 end-of-text id) and cut into consecutive sequences of seq_len tokens (default: the training seq_len), the
-last one shorter when the count does not divide. For each sequence i of L_i tokens, K draws give the
-unbiased estimate n_i = (1/K) sum_k loss_k of its negative ELBO in nats, an upper bound on -log p(x_i). The
-draws are the model's validation estimator (`TrainedModel.negative_elbo_draws`): on the absorbing chain
-(`model.val_estimator` auto or masked_count) K masked counts stratified over 1..L with importance-weighted
-times (losses.MaskedCountEstimator; bounded terms), otherwise K times stratified through the loss's time law
-(t_k from (u + k) / K, one shared uniform u; evaluation/bounds.py).
+last one shorter when the count does not divide. A block diffusion model (models.BlockDenoiser) scores whole
+blocks: seq_len must be a multiple of its block size, and the last tokens of the text that do not fill a block
+are left out (`unscored_tokens`); its bound is the block bound of losses.BlockDiffusionLoss.
+
+For each sequence i of L_i tokens, K draws give the unbiased estimate n_i = (1/K) sum_k loss_k of its negative
+ELBO in nats, an upper bound on -log p(x_i). The draws are the model's validation estimator
+(`TrainedModel.negative_elbo_draws`): on the absorbing chain (`model.val_estimator` auto or masked_count) K
+masked counts stratified over 1..L with importance-weighted times (losses.MaskedCountEstimator; bounded terms),
+otherwise K times stratified through the loss's time law (t_k from (u + k) / K, one shared uniform u;
+evaluation/bounds.py).
 The bound per token is the ratio of sums
 
     R = sum_i n_i / sum_i L_i                                     (nats/token; bits = R / ln 2; ppl <= e^R)
@@ -84,6 +88,7 @@ class Evaluation:
     unigram_entropy_nats: float
     mean_sequence_unigram_entropy_nats: float
     training_unigram_nats_per_token: float | None = None
+    unscored_tokens: int = 0
     kind: str = "diffusion"
     prior_nats_per_token: float = 0.0
     order: str | None = None
@@ -122,6 +127,11 @@ def total_prior_nats(trained: TrainedModel, blocks: Tensor) -> float:
 def order_denoiser(trained: TrainedModel, score_total: float) -> losses.any_order.Denoiser:
     """The clean-token denoiser of a diffusion checkpoint on the absorbing chain (one-line errors otherwise)."""
     trained.require_kind("diffusion", "--order")
+    if trained.block_size is not None:
+        raise ValueError(
+            "--order reads a whole-sequence denoiser in one order, but this is a block diffusion model (its "
+            "likelihood factorises over blocks); evaluate it without --order"
+        )
     if not trained.process.rate_matrix.score_factorises:
         raise ValueError(
             f"--order needs the absorbing chain (ctmc.Absorbing), the checkpoint's chain is "
@@ -162,12 +172,19 @@ def evaluate(
 ) -> Evaluation:
     """The negative-ELBO bound (AR: the exact NLL) of the text at `path` under `trained`'s EMA weights, and
     with `order` the fixed-order likelihood beside it (see the module docstring)."""
-    tokens = text_tokens(path, trained)
+    text = text_tokens(path, trained)
+    block = trained.block_size or 1  # a block model scores whole blocks only
+    if seq_len % block:
+        raise ValueError(f"--seq_len {seq_len} is not a multiple of the model's block_size={block}; use a multiple "
+                         f"of {block}")
+    tokens = text[: text.numel() // block * block]  # the scored tokens: all but a last partial block
     full = tokens.numel() // seq_len
     groups = [(tokens[: full * seq_len].view(full, seq_len), seq_len)] if full else []
     if tokens.numel() % seq_len:
         rest = tokens[full * seq_len :]
         groups.append((rest[None], rest.numel()))
+    if not groups:
+        raise ValueError(f"text: {path!r} holds {text.numel()} tokens, less than one block of {block}; give more text")
     nats = torch.cat([sequence_nats(trained, blocks, time_samples, seed, batch_size) for blocks, _ in groups])
     lengths = torch.cat([torch.full((blocks.shape[0],), float(length)) for blocks, length in groups])
     estimate = ratio_estimate(nats, lengths)
@@ -190,6 +207,7 @@ def evaluate(
         checkpoint=checkpoint,
         text=path,
         tokens=tokens.numel(),
+        unscored_tokens=text.numel() - tokens.numel(),
         sequences=nats.numel(),
         seq_len=seq_len,
         time_samples=time_samples,
@@ -200,7 +218,7 @@ def evaluate(
         bits_per_token_se=None if se is None else se / ln2,
         perplexity_bound=math.exp(estimate.value),
         perplexity_bound_se=None if se is None else math.exp(estimate.value) * se,
-        unigram_entropy_nats=unigram_entropy_of(tokens),
+        unigram_entropy_nats=unigram_entropy_of(text),
         mean_sequence_unigram_entropy_nats=sum(samplers.unigram_entropy(blocks) * blocks.shape[0]
                                                for blocks, _ in groups) / nats.numel(),
         training_unigram_nats_per_token=None if unigram is None else float(-unigram[tokens].sum()) / total_tokens,
@@ -219,7 +237,8 @@ def format_evaluation(result: Evaluation) -> str:
 
     lines = [
         f"checkpoint: {result.checkpoint} ({result.kind} model)",
-        f"text: {result.text}: {result.tokens} tokens in {result.sequences} sequence(s) of <= {result.seq_len}",
+        f"text: {result.text}: {result.tokens} tokens in {result.sequences} sequence(s) of <= {result.seq_len}"
+        + (f" (the last {result.unscored_tokens}, less than a block, not scored)" if result.unscored_tokens else ""),
         f"draws per sequence: {result.time_samples} (stratified), seed {result.seed}",
         f"{'exact NLL:' if result.kind == 'autoregressive' else 'negative ELBO:':<18}"
         f"{pm(result.nats_per_token, result.nats_per_token_se, 4)} nats/token",

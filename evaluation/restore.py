@@ -80,6 +80,11 @@ class TrainedModel:
         """The longest sequence the network accepts (its or its trunk's `max_length`), None if it declares none."""
         return network_max_length(self.network)
 
+    @property
+    def block_size(self) -> int | None:
+        """The block size of a block diffusion network (a samplers.BlockModel, e.g. models.BlockDenoiser), else None."""
+        return self.network.block_size if isinstance(self.network, samplers.BlockModel) else None
+
     def require_kind(self, kind: str, what: str) -> None:
         """Raise ValueError (one line) unless the model is of `kind`; `what` names the option that needs it."""
         if self.kind != kind:
@@ -106,10 +111,10 @@ class TrainedModel:
     @torch.no_grad()
     def negative_elbo_draws(self, x0: Tensor, num_draws: int, seed: int) -> Tensor:
         """(B, K) negative-ELBO draws (nats) of x0 (B, L), seeded by (seed, sequence content)
-        (evaluation.bounds.sequence_negative_elbo with the validation estimator); the prior term is not included."""
+        (evaluation.bounds.sequence_negative_elbo of loss.bound() with the validation estimator, as the training
+        module's validation); the prior term is not included."""
         return sequence_negative_elbo(
-            self.process, self.loss, self.loss.sample_time, self.network, x0, num_draws, seed,
-            estimator=self.estimator, packed=self.packed,
+            self.loss, self.network, x0, num_draws, seed, estimator=self.estimator, packed=self.packed
         )
 
     def prior_nats(self, x0: Tensor) -> Tensor:
@@ -129,11 +134,13 @@ class TrainedModel:
         self, batch_size: int, length: int, generator: torch.Generator | None = None, prefix: Tensor | None = None,
         decoding: samplers.Decoding | None = None,
     ) -> samplers.SamplingResult:
-        """Ancestral samples (batch_size, length) of an autoregressive model (samplers.ancestral_sample)."""
+        """Ancestral samples (batch_size, length) of an autoregressive model (samplers.ancestral_sample), any length:
+        the network reads the last seq_len - 1 tokens (the longest prefix a training sequence gives it), so that a
+        text past seq_len slides its context instead of reading positions it was never trained on."""
         self.require_kind("autoregressive", "ancestral sampling")
         return samplers.ancestral_sample(
             self.network.next_token_log_probs, batch_size, length, prefix=prefix, decoding=decoding,
-            generator=generator, device=self.device,
+            generator=generator, device=self.device, context=max(self.seq_len - 1, 1),
         )
 
 

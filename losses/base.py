@@ -4,6 +4,12 @@
 expectation over t ~ `sample_time` and x_t ~ `process.sample(x0, t[:, None])` is the quantity the loss names
 (a negative ELBO for the ELBO losses). Each subclass draws times from the distribution its weighting assumes.
 
+Noise draws: training and evaluation (evaluation/bounds.py) draw (t, x_t) for a sequence through the loss:
+`draw_noise` (times from `sample_time`, x_t from the forward process) or, with the masked-count estimator,
+`sample_counts` and `count_draws`, weighted by `importance_weighted`; `bound()` is the loss whose expectation is
+the reported bound. A loss whose noise has more structure (one time per block: losses.BlockDiffusionLoss)
+overrides these, and the training path needs nothing else.
+
 Packed outputs: `output_positions(x_t)` is the (B, L) bool of the positions whose output the loss reads (on the
 absorbing chain the masked ones: every other term is exactly zero), or None when every position contributes.
 `forward` takes either the full (B, L, width) output or the packed (N, width) rows of the network output at
@@ -19,6 +25,7 @@ from torch import Tensor, nn
 import ctmc
 from ctmc.checks import check_int
 from losses._validation import check_output, check_output_values, check_pair, check_time
+from losses.estimators import MaskedCountEstimator, NoiseDraw, stratified_counts
 
 
 def uniform_draws(batch_size: int, generator: torch.Generator | None = None, antithetic: bool = False) -> Tensor:
@@ -173,6 +180,44 @@ class DiffusionLoss(nn.Module):
         losses.estimators).
         """
         return torch.ones_like(t, dtype=torch.float64)
+
+    # ---- the noise of a draw (evaluation/bounds.py) -------------------------------------------------------
+    def bound(self) -> DiffusionLoss:
+        """The loss whose expectation (plus the prior term) is the reported bound: this loss itself. A training
+        objective that is only part of the bound (a clipped range of mask rates) returns its full-range loss."""
+        return self
+
+    def draw_noise(
+        self,
+        x0: Tensor,
+        antithetic: bool = False,
+        generator: torch.Generator | None = None,
+        noise_generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Times and noisy inputs for the rows x0 (K, L) long: t = sample_time(K, generator=generator,
+        antithetic=antithetic) on x0's device and x_t ~ P(0, t)[x0, :] drawn with noise_generator (x0's device).
+
+        Returns (t (K,), x_t (K, L)); forward(output, x0, x_t, t) is then one unbiased draw of the loss.
+        """
+        t = self.sample_time(x0.shape[0], generator=generator, antithetic=antithetic).to(x0.device)
+        return t, self.process.sample(x0, t[:, None], generator=noise_generator)
+
+    def sample_counts(self, num_draws: int, length: int, generator: torch.Generator | None = None) -> Tensor:
+        """The masked counts of `num_draws` masked-count draws of a length-L sequence: (K,) long stratified over
+        1..L (losses.stratified_counts). `count_draws` takes them (or rows of them)."""
+        return stratified_counts(num_draws, length, generator)
+
+    def count_draws(
+        self, estimator: MaskedCountEstimator, x0: Tensor, counts: Tensor, generator: torch.Generator | None = None
+    ) -> NoiseDraw:
+        """Masked-count draws of the rows x0 (K, L) with `counts` (K,) from `sample_counts`:
+        estimator.sample(x0, counts, time_density, generator) (losses.MaskedCountEstimator, absorbing chain)."""
+        return estimator.sample(x0, counts, self.time_density, generator)
+
+    def importance_weighted(self, output: Tensor, x0: Tensor, draw: NoiseDraw, dtype: torch.dtype) -> Tensor:
+        """(K,) draw.weight * forward(output, x0, draw.x_t, draw.t) in `dtype`: the estimate of one masked-count
+        draw (its expectation over `count_draws` is the loss's). output: the network's output at draw.x_t."""
+        return draw.weight.to(dtype) * self(output, x0, draw.x_t, draw.t).to(dtype)
 
     def extra_repr(self) -> str:
         return repr(self.process)

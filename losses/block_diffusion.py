@@ -159,6 +159,42 @@ class BlockDiffusionLoss(LambdaDCE):
         draw = MaskedCountEstimator(self.process).sample(rows, counts.reshape(-1), self.time_density, generator)
         return NoiseDraw(draw.t.view(batch, num_blocks), draw.x_t.view(x0.shape), draw.weight.view(batch, num_blocks))
 
+    # ---- the noise of the training path (losses.DiffusionLoss's draw methods, evaluation/bounds.py) --------
+    def draw_noise(
+        self,
+        x0: Tensor,
+        antithetic: bool = False,
+        generator: torch.Generator | None = None,
+        noise_generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """One time per block: t = sample_block_times(K, L / S, generator=generator, antithetic=antithetic) (the
+        K L / S block times of the rows stratified together when antithetic) and x_t = noise(x0, t, noise_generator).
+
+        x0: (K, L) long. Returns (t (K, L / S) on x0's device, x_t (K, L)).
+        """
+        t = self.sample_block_times(x0.shape[0], self.num_blocks(x0.shape[1]), generator=generator,
+                                    antithetic=antithetic).to(x0.device)
+        return t, self.noise(x0, t, noise_generator)
+
+    def sample_counts(self, num_draws: int, length: int, generator: torch.Generator | None = None) -> Tensor:
+        """(K, L / S) masked counts per block, each uniform on 1..S, stratified over the K L / S blocks
+        (`sample_block_counts`)."""
+        return self.sample_block_counts(num_draws, self.num_blocks(length), generator)
+
+    def count_draws(
+        self, estimator: MaskedCountEstimator, x0: Tensor, counts: Tensor, generator: torch.Generator | None = None
+    ) -> NoiseDraw:
+        """Masked-count draws per block of the rows x0 (K, L) with counts (K, L / S): `count_noise` of the full-range
+        bound, which runs the absorbing chain's MaskedCountEstimator (the `estimator` the training path passes)
+        on every block as a sequence of S tokens. Returns t (K, L / S), x_t (K, L) and weight (K, L / S)."""
+        return self.bound().count_noise(x0, counts, generator)
+
+    def importance_weighted(self, output: Tensor, x0: Tensor, draw: NoiseDraw, dtype: torch.dtype) -> Tensor:
+        """(K,) sum over blocks of weight * block_losses (`count_draws`' estimate of the full-range bound, in dtype);
+        always the full range: the loss that reads these draws is `bound()`."""
+        block_losses = self.bound().block_losses(output, x0, draw.x_t, draw.t)
+        return (draw.weight.to(dtype) * block_losses.to(dtype)).sum(-1)
+
     # ---- the loss ----------------------------------------------------------------------------------------
     def block_losses(self, output: Tensor, x0: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
         """(B, K) nats: block k's term w(t[b, k]) sum_{i in block k, masked} -log p_theta(x0_i | ...).

@@ -19,16 +19,25 @@ noisy x_t and the clean x0 side by side, 2L positions, both halves at RoPE posit
 
 so that the output at x_t block b is the plain form's output on [x0^{<b}, x_t^b], for every b at once.
 Local mixing (models.local_mixing) runs within each block, in both halves, so it never crosses a block edge
-either; the factorisation and the key/value cache (models.kv_cache) stay exact.
+either; the factorisation and the key/value cache (models.kv_cache) stay exact. With mix_across_blocks=True it is
+block-causal instead: position l mixes its neighbours m with block(m) <= block(l), so a block's first positions
+also read the last tokens of the block before it (in the training form, x_t block b reads them from x0, the
+clean prefix; the cache keeps each mixing layer's last input states). At block size 1 this gives the mask the
+previous token directly, as an autoregressive model's residual stream holds it (a mask reads its neighbours
+otherwise only through attention: docs/experiments.md, local token mixing).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 from torch import Tensor
 
 from ctmc.checks import check_int
 from models.kv_cache import KeyValueCache, LayerCache
+from models.local_mixing import LocalMixing
 from models.radd import RADDDenoiser
 from models.trunk import check_where
 
@@ -61,7 +70,8 @@ class BlockDenoiser(RADDDenoiser):
     """RADD's network with block-causal attention: tokens (B, L) in [0, V] (V is the mask) -> log-probabilities
     (B, L, V) of the clean token of each position given its block and the clean blocks before it.
 
-    The constructor takes RADDDenoiser's arguments and block_size (>= 1, <= max_length): the block length.
+    The constructor takes RADDDenoiser's arguments, block_size (>= 1, <= max_length): the block length, and
+    mix_across_blocks (default False: local mixing within each block; True: block-causal, module docstring).
     `forward(x)` is the plain form, `forward(x_t, clean=x0)` the training form (module docstring); the
     sampling path is `encode_context` (keys and values of finished clean blocks) and `denoise_block`.
     """
@@ -79,6 +89,7 @@ class BlockDenoiser(RADDDenoiser):
         local_mixing: int = 0,
         *,
         block_size: int,
+        mix_across_blocks: bool = False,
     ) -> None:
         super().__init__(
             vocab_size, hidden_size, num_layers, num_heads, max_length, dropout, tie_weights, mlp_ratio, local_mixing
@@ -87,6 +98,7 @@ class BlockDenoiser(RADDDenoiser):
         if block_size > max_length:
             raise ValueError(f"block_size must be <= max_length={max_length} (a block must fit), got {block_size}")
         self.block_size = block_size
+        self.mix_across_blocks = bool(mix_across_blocks)
 
     def forward(
         self, x: Tensor, sigma: Tensor | None = None, where: Tensor | None = None, clean: Tensor | None = None
@@ -110,13 +122,15 @@ class BlockDenoiser(RADDDenoiser):
                 self._check_clean(clean, x)
             positions = torch.arange(length, device=x.device)
             mask = None if single_block else block_causal_mask(positions, positions, self.block_size)
-            h = self.trunk.hidden_states(x, mask=mask, segment=self.block_size)
+            mixer = None if single_block else self._mixer()
+            h = self.trunk.hidden_states(x, mask=mask, segment=self.block_size, mixer=mixer)
         else:
             self._check_clean(clean, x)
             positions = torch.arange(length, device=x.device).repeat(2)
             mask = block_diffusion_mask(length, self.block_size, x.device)
             pair = torch.cat([x, clean.to(x.device)], dim=1)  # (B, 2L): x_t, then x0
-            h = self.trunk.hidden_states(pair, positions=positions, mask=mask, segment=self.block_size)[:, :length]
+            h = self.trunk.hidden_states(pair, positions=positions, mask=mask, segment=self.block_size,
+                                         mixer=self._mixer(pair=True))[:, :length]
         logits = self.trunk.head(h, x, None, where).logits
         log_probs = torch.log_softmax(logits, dim=-1)
         return log_probs if where is not None else log_probs.view(*x.shape, -1)
@@ -153,8 +167,11 @@ class BlockDenoiser(RADDDenoiser):
         positions = torch.arange(start, start + length, device=tokens.device)
         keys = torch.arange(start + length, device=tokens.device)
         mask = None if length <= self.block_size else block_causal_mask(positions, keys, self.block_size)
-        self.trunk.hidden_states(tokens, positions=positions, mask=mask, caches=layers, segment=self.block_size)
-        return KeyValueCache.from_layers(layers)
+        tails: list[Tensor] = []
+        mixer = self._mixer(tails=None if cache is None else cache.tails, store=tails)
+        self.trunk.hidden_states(tokens, positions=positions, mask=mask, caches=layers, segment=self.block_size,
+                                 mixer=mixer)
+        return replace(KeyValueCache.from_layers(layers), tails=tuple(tails))
 
     def denoise_block(self, x: Tensor, cache: KeyValueCache | None = None, where: Tensor | None = None) -> Tensor:
         """log p_theta(x0_l = y | x, cached context): x (B, n) long in [0, V], 1 <= n <= block_size, the block
@@ -173,9 +190,41 @@ class BlockDenoiser(RADDDenoiser):
             )
         layers = cache.layers(store=False) if cache is not None else None
         positions = torch.arange(start, start + x.shape[1], device=x.device)
-        h = self.trunk.hidden_states(x, positions=positions, caches=layers, segment=self.block_size)
+        mixer = self._mixer(tails=None if cache is None else cache.tails)
+        h = self.trunk.hidden_states(x, positions=positions, caches=layers, segment=self.block_size, mixer=mixer)
         log_probs = torch.log_softmax(self.trunk.head(h, x, None, where).logits, dim=-1)
         return log_probs if where is not None else log_probs.view(*x.shape, -1)
+
+    def _mixer(
+        self, pair: bool = False, tails: tuple[Tensor, ...] | None = None, store: list[Tensor] | None = None
+    ) -> Callable[[int, LocalMixing, Tensor], Tensor] | None:
+        """The trunk's mixer (models.trunk.TransformerTrunk.hidden_states) for block-causal mixing, None without
+        mix_across_blocks (mixing within each block). Each run of block_size positions reads, in place of its left
+        zero padding, the W positions before it of the clean stream: h itself (plain form, clean blocks) or the
+        x0 half of the pair (training form: x_t block b and x0 block b read x0 just before block b), preceded by
+        `tails` (a cache's last W input states of every mixing layer; zeros without). `store` collects each
+        layer's new last W input states (encode_context)."""
+        if not self.mix_across_blocks:
+            return None
+        size = self.block_size
+
+        def mix(index: int, layer: LocalMixing, h: Tensor) -> Tensor:
+            width = layer.padding[0]
+            clean = h[:, h.shape[1] // 2 :] if pair else h
+            before = tails[index].to(clean.dtype) if tails else clean.new_zeros(clean.shape[0], width, clean.shape[2])
+            runs = -(-clean.shape[1] // size)
+            if runs == 1 and store is None:  # one block after the context (denoise_block): it reads the tail only
+                return layer(h, size, before[:, None])
+            stream = torch.cat([before, clean], dim=1)  # (B, W + L, H)
+            index_grid = (torch.arange(runs, device=h.device) * size)[:, None] + torch.arange(width, device=h.device)
+            left = stream[:, index_grid]  # (B, runs, W, H): the W clean states before each run
+            if pair:
+                left = torch.cat([left, left], dim=1)  # x_t block b and x0 block b read the same clean states
+            if store is not None:
+                store.append(stream[:, stream.shape[1] - width :])
+            return layer(h, size, left)
+
+        return mix
 
     def _cache_length(self, cache: KeyValueCache | None, x: Tensor, name: str) -> int:
         """P, after checking that the cache has x's batch size and that P + x's length fits max_length."""

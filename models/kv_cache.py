@@ -39,11 +39,14 @@ class LayerCache:
 class KeyValueCache:
     """The keys and values of every layer over the P clean positions 0 .. P-1 of a batch of B sequences.
 
-    keys, values: one (B, heads, P, D) tensor per layer (RoPE applied at positions 0 .. P-1).
+    keys, values: one (B, heads, P, D) tensor per layer (RoPE applied at positions 0 .. P-1). tails: () or, for
+    a network whose local mixing reads across a block edge (models.BlockDenoiser(mix_across_blocks=True)), one
+    (B, W, H) tensor per mixing layer: that layer's input states at the last W positions (W its left window).
     """
 
     keys: tuple[Tensor, ...]
     values: tuple[Tensor, ...]
+    tails: tuple[Tensor, ...] = ()
 
     @property
     def length(self) -> int:
@@ -66,4 +69,5 @@ class KeyValueCache:
 
     def select(self, rows: Tensor) -> KeyValueCache:
         """The cache of the sequences `rows` (K,) long (or a (B,) bool): K sequences."""
-        return KeyValueCache(tuple(k[rows] for k in self.keys), tuple(v[rows] for v in self.values))
+        return KeyValueCache(tuple(k[rows] for k in self.keys), tuple(v[rows] for v in self.values),
+                             tuple(t[rows] for t in self.tails))

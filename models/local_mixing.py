@@ -5,7 +5,9 @@
 with offset = k - 1 for a causal model (position l mixes l - k + 1 .. l only, so causality is kept) and
 offset = (k - 1) // 2 otherwise (a centred window: l - (k - 1) // 2 .. l + k // 2). With a segment size s
 (`forward(h, segment=s)`, the block diffusion network's blocks) the sum runs within each run of s consecutive
-positions [j s, (j + 1) s) only: h_m = 0 outside the run of l, so no state crosses a block edge.
+positions [j s, (j + 1) s) only: h_m = 0 outside the run of l, so no state crosses a block edge. With `left`
+as well (`forward(h, segment=s, left=...)`) the positions before a run's start are given (the block diffusion
+network's block-causal mixing: the clean tokens just before a block) and only those after its end are 0.
 
 Why: with RoPE attention a position can read its neighbours only once the attention has learned sharp
 relative-position patterns. An autoregressive model does not need that for its strongest statistic, the previous
@@ -15,6 +17,7 @@ neighbours' states directly, at k * H parameters per layer (docs/training.md, "E
 leave the unigram level within the main job's budget with it and not without).
 """
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -41,10 +44,20 @@ class LocalMixing(nn.Module):
         k = self.kernel_size
         return (k - 1, 0) if self.causal else ((k - 1) // 2, k // 2)
 
-    def forward(self, h: Tensor, segment: int | None = None) -> Tensor:
+    def forward(self, h: Tensor, segment: int | None = None, left: Tensor | None = None) -> Tensor:
         """h: (B, L, H) -> (B, L, H). segment = s: mix within the runs [j s, (j + 1) s) only, with zero padding
-        at every run's edges (the last run may be shorter); None: one run, the whole sequence."""
+        at every run's edges (the last run may be shorter); None: one run, the whole sequence. left: None, or
+        (B, R, P, H) with R = ceil(L / s) runs and P = padding[0]: the states run j reads in place of its left zero
+        padding (h_m for m in [j s - P, j s)); the right edges stay zero."""
         batch, length, width = h.shape
+        if left is not None:
+            runs = -(-length // segment)
+            before, after = self.padding
+            padded = F.pad(h, (0, 0, 0, runs * segment - length)).reshape(batch * runs, segment, width)
+            window = torch.cat([left.reshape(batch * runs, before, width).to(h.dtype), padded,
+                                padded.new_zeros(batch * runs, after, width)], dim=1)
+            mixed = self.conv(window.transpose(1, 2)).transpose(1, 2)  # (B R, s, H): no padding left to add
+            return h + mixed.reshape(batch, runs * segment, width)[:, :length]
         if segment is None or length <= segment:
             mixed = self.conv(F.pad(h.transpose(1, 2), self.padding))  # (B, H, L)
             return h + mixed.transpose(1, 2)

@@ -11,7 +11,7 @@ is packed, (where.sum(), S_out) in the row-major order of where.nonzero() (docs/
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 import torch
@@ -164,6 +164,7 @@ class TransformerTrunk(nn.Module):
         mask: Tensor | None = None,
         caches: Sequence[LayerCache] | None = None,
         segment: int | None = None,
+        mixer: Callable[[int, LocalMixing, Tensor], Tensor] | None = None,
     ) -> Tensor:
         """The blocks' output before the final norm: x (B, L) long (or (B, L, num_states) float, `embed`);
         cond (B, cond_dim) or None; shift (B, H) or None, a vector added to every token embedding of its sequence
@@ -173,7 +174,9 @@ class TransformerTrunk(nn.Module):
         The keywords serve the block diffusion network (models.block_denoiser) and keep the plain trunk when
         left out: positions (L,) long, the RoPE positions (default 0 .. L-1); mask (L, P + L) bool, the
         attention mask of every layer; caches, one models.kv_cache.LayerCache per layer (num_layers of them);
-        segment, the run length within which local mixing stays (models.local_mixing.LocalMixing).
+        segment, the run length within which local mixing stays (models.local_mixing.LocalMixing); mixer,
+        mixer(i, layer, h) -> h in place of layer(h, segment) for the i-th mixing layer (0: on the embeddings,
+        i: before block i - 1), the block diffusion network's block-causal mixing.
         """
         h = self.embed(x)  # (B, L, H)
         if shift is not None:
@@ -185,10 +188,11 @@ class TransformerTrunk(nn.Module):
             positions = positions.to(torch.float64)
         rotation = rotary_rotation(positions, self.head_dim)
         if self.mixing:
-            h = self.mixing[0](h, segment)
+            h = self.mixing[0](h, segment) if mixer is None else mixer(0, self.mixing[0], h)
         for index, block in enumerate(self.blocks):
             if self.mixing:
-                h = self.mixing[index + 1](h, segment)
+                layer = self.mixing[index + 1]
+                h = layer(h, segment) if mixer is None else mixer(index + 1, layer, h)
             h = block(h, rotation, cond, mask, None if caches is None else caches[index])
         return h
 

@@ -6,6 +6,10 @@ with the destination draw of `samplers.Decoding` (exact by default; temperature,
 otherwise), in float64. `next_token_log_probs(prefix (B, k) long) -> (B, V)` is e.g.
 `models.ARTransformer.next_token_log_probs`; without a key-value cache each call re-reads its prefix, so the
 cost of a sequence is sum_k O(k) trunk positions (quadratic in the length) for length - len(prefix) calls.
+
+A sliding context (`context` = C) lets a model trained on windows of C + 1 tokens write any length: the network
+reads only the last C tokens, x_k ~ p_theta(. | x_{k-C} .. x_{k-1}), the law of each window's last token given
+the tokens before it, as in training (a window starts anywhere in the text). Each call then costs O(C).
 """
 
 from __future__ import annotations
@@ -31,14 +35,18 @@ def ancestral_sample(
     decoding: Decoding | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
+    context: int | None = None,
 ) -> SamplingResult:
     """(batch_size, length) tokens drawn left to right after `prefix`, and the number of network calls.
 
     prefix: None or (k,) / (batch_size, k) long token ids kept verbatim in front, k <= length (k = length
-    returns the prefix with no call). decoding: None samples the model's law exactly.
+    returns the prefix with no call). decoding: None samples the model's law exactly. context: None (the network
+    reads the whole prefix) or C >= 1, the most tokens it reads: the last C (module docstring).
     """
     check_int("batch_size", batch_size, 1)
     check_int("length", length, 1)
+    if context is not None:
+        check_int("context", context, 1)
     decoding = decoding or Decoding()
     if prefix is None:
         tokens = torch.zeros(batch_size, 0, dtype=torch.long, device=device)
@@ -50,7 +58,7 @@ def ancestral_sample(
             raise ValueError(f"prefix has {tokens.shape[1]} tokens, more than length={length}; shorten the prefix")
     calls = 0
     while tokens.shape[1] < length:
-        log_probs = next_token_log_probs(tokens)  # (B, V)
+        log_probs = next_token_log_probs(tokens if context is None else tokens[:, -context:])  # (B, V)
         calls += 1
         weights = torch.exp(log_probs.double() - log_probs.double().amax(-1, keepdim=True))
         nxt = decoding.draw(weights, generator).to(tokens.device)

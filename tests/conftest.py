@@ -29,6 +29,11 @@ def radd_checkpoint(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def block_checkpoint(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("bd3lm"), "bd3lm.yaml", "models.BlockDenoiser")
+
+
+@pytest.fixture(scope="module")
 def sedd_checkpoint(tmp_path_factory):
     # No weight averaging: after 2 steps an EMA copy is still the initial DiT, whose zero-initialised output
     # layer and unigram output bias make its prediction the same whatever the context, so that every order

@@ -20,6 +20,13 @@ per-sequence estimates are gathered with torchmetrics (whatever the batching and
 into bits/token = sum nats / sum tokens / ln 2 and its standard error (evaluation.bounds.ratio_estimate), beside
 the cross-entropy of a unigram model of the training blocks on the same validation blocks.
 
+The noise of a draw comes from the loss (`DiffusionLoss.draw_noise`, `sample_counts`, `count_draws`,
+`importance_weighted`; evaluation/bounds.py), and the network gets `clean=x0` when its forward takes it, so block
+diffusion (models.BlockDenoiser with losses.BlockDiffusionLoss, configs/bd3lm.yaml: one time or masked count per
+block, every block's loss in one forward pass) trains, validates (on `loss.bound()`) and samples (block by block,
+samplers.BlockSampler) on this same path. The network and the loss must agree on the block size, which must
+divide data.seq_len (one-line errors naming the keys).
+
 Randomness: the noise of a sequence at training batch k on rank r comes from generators seeded by
 (seed, k, r, hash of the sequence) (evaluation/bounds.py seeded_noise), so it does not depend on the order of
 the rows in the batch, and the
@@ -98,6 +105,7 @@ class DiffusionModule(TrainingModule):
         if not isinstance(self.loss, losses.DiffusionLoss):
             raise TypeError(f"model.loss must build a losses.DiffusionLoss, got {type(self.loss).__name__}")
         self.set_network(network(self.loss.network_input_states()))
+        check_blocks(self.network, self.loss)
         self.packed_outputs = packed_outputs
         if packed_outputs and "where" not in inspect.signature(self.network.forward).parameters:
             raise ValueError(
@@ -118,6 +126,13 @@ class DiffusionModule(TrainingModule):
         self._sampler: samplers.Sampler | None = None
         self.val_time_samples = val_time_samples
         self.train_estimator = losses.estimator_for(train_estimator, self.process, "train_estimator")
+        if self.train_estimator is not None and self.loss.bound() is not self.loss:  # a clipped objective
+            if train_estimator == "masked_count":
+                raise ValueError(
+                    "model.train_estimator=masked_count estimates the full bound, but model.loss is clipped to a "
+                    "range of mask rates (a training objective only); set model.train_estimator=time or auto"
+                )
+            self.train_estimator = None  # auto: the clipped objective's own times
         self.val_estimator = losses.estimator_for(val_estimator, self.process, "val_estimator")
         self._prior_kl: losses.PriorKL | None = None  # built on first use (prior_nats)
         self.val_prior_nats = torchmetrics.SumMetric().set_dtype(torch.float64)  # the prior terms inside val_nats
@@ -138,7 +153,12 @@ class DiffusionModule(TrainingModule):
     def generate(
         self, batch_size: int, length: int, generator: torch.Generator | None = None, **options: Any
     ) -> Tensor:
-        """Tokens (batch_size, length) from self.sampler with the EMA weights; options go to sampler.sample."""
+        """Tokens (batch_size, length) from self.sampler with the EMA weights; options go to sampler.sample.
+        A block model (samplers.BlockModel) is sampled block after block with self.sampler inside each block
+        (samplers.BlockSampler, key/value cache on)."""
+        if isinstance(self.ema, samplers.BlockModel):
+            block = samplers.BlockSampler(self.sampler, self.ema.block_size)
+            return block.sample(self.ema, batch_size, length, generator=generator, device=self.device, **options)
         return self.sampler.sample(
             self.sampling_model(), batch_size, length, generator=generator, device=self.device, **options
         )
@@ -151,13 +171,14 @@ class DiffusionModule(TrainingModule):
         step_index = self.trainer.fit_loop.epoch_loop.total_batch_idx
         seeds = (self.seed, step_index, self.global_rank)
         if self.train_estimator is None:
-            t, x_t = seeded_noise(self.process, self.loss.sample_time, x0, 1, False, *seeds)
-            output = loss_output(self.network, self.loss, x_t, self.process.total(t), self.packed_outputs)
+            t, x_t = seeded_noise(self.loss, x0, 1, False, *seeds)
+            output = loss_output(self.network, self.loss, x_t, self.process.total(t), self.packed_outputs, x0)
             nats = self.loss(output, x0, x_t, t)  # (B,)
         else:
-            draw = seeded_count_noise(self.train_estimator, self.loss.time_density, x0, 1, True, *seeds)
-            output = loss_output(self.network, self.loss, draw.x_t, self.process.total(draw.t), self.packed_outputs)
-            nats = draw.weight.to(output.dtype) * self.loss(output, x0, draw.x_t, draw.t)  # (B,)
+            draw = seeded_count_noise(self.loss, self.train_estimator, x0, 1, True, *seeds)
+            total = self.process.total(draw.t)
+            output = loss_output(self.network, self.loss, draw.x_t, total, self.packed_outputs, x0)
+            nats = self.loss.importance_weighted(output, x0, draw, output.dtype)  # (B,)
         loss = nats.mean() / length
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/nats_per_sequence", nats.mean().detach())
@@ -168,13 +189,13 @@ class DiffusionModule(TrainingModule):
     def negative_elbo_draws(self, x0: Tensor, num_draws: int | None = None, seed: int | None = None) -> Tensor:
         """(B, K) negative-ELBO draws (nats) of the EMA network on x0 (B, L), K = num_draws (val_time_samples).
 
-        Row means are unbiased per-sequence estimates; draws are seeded by (seed, sequence content) and use
-        `val_estimator` (evaluation.bounds.sequence_negative_elbo). `lightning evaluate` calls this too.
+        Row means are unbiased per-sequence estimates of loss.bound() (the full range of a clipped objective);
+        draws are seeded by (seed, sequence content) and use `val_estimator` (evaluation.bounds.
+        sequence_negative_elbo). `lightning evaluate` computes the same (evaluation.restore.TrainedModel).
         """
         return sequence_negative_elbo(
-            self.process, self.loss, self.loss.sample_time, self.ema, x0,
-            self.val_time_samples if num_draws is None else num_draws, self.seed if seed is None else seed,
-            estimator=self.val_estimator, packed=self.packed_outputs,
+            self.loss, self.ema, x0, self.val_time_samples if num_draws is None else num_draws,
+            self.seed if seed is None else seed, estimator=self.val_estimator, packed=self.packed_outputs,
         )
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
@@ -186,6 +207,17 @@ class DiffusionModule(TrainingModule):
         if self._unigram is not None:
             unigram = self._unigram.to(batch.device)[batch]
             self.val_unigram_nats.update(-unigram.sum())
+
+    def check_data(self, vocab_size: int, seq_len: int) -> None:
+        """TrainingModule.check_data, and a block model's block_size must divide data.seq_len (its blocks tile
+        every training sequence)."""
+        super().check_data(vocab_size, seq_len)
+        block_size = getattr(self.network, "block_size", None)
+        if block_size is not None and seq_len % block_size:
+            raise ValueError(
+                f"model.network.init_args.block_size={block_size} does not divide data.seq_len={seq_len}; choose a "
+                f"block_size that divides it (e.g. {largest_divisor(seq_len, block_size)}) and give the loss the same"
+            )
 
     def prior_nats(self, x0: Tensor) -> Tensor:
         """(B,) float64 prior term KL(p_{1|0}(. | x0) || pi^L) per sequence (evaluation.bounds.prior_nats), 0 for a
@@ -206,3 +238,32 @@ class DiffusionModule(TrainingModule):
 
     test_step = validation_step
     on_test_epoch_end = on_validation_epoch_end
+
+
+def check_blocks(network: nn.Module, loss: losses.DiffusionLoss) -> None:
+    """Raise ValueError (one line, naming the keys) unless the network and the loss agree on the blocks: both
+    without a block_size, or both with the same one (a block-causal network such as models.BlockDenoiser is
+    trained by a block loss such as losses.BlockDiffusionLoss on the blocks it factorises over)."""
+    network_blocks, loss_blocks = getattr(network, "block_size", None), getattr(loss, "block_size", None)
+    if network_blocks == loss_blocks:
+        return
+    if loss_blocks is None:
+        raise ValueError(
+            f"model.network={type(network).__name__} factorises over blocks of {network_blocks} tokens, but "
+            f"model.loss={type(loss).__name__} is not a block loss; use model.loss=losses.BlockDiffusionLoss with "
+            f"block_size {network_blocks}"
+        )
+    if network_blocks is None:
+        raise ValueError(
+            f"model.loss={type(loss).__name__} needs a block-causal network with block_size {loss_blocks} "
+            f"(models.BlockDenoiser), got model.network={type(network).__name__}"
+        )
+    raise ValueError(
+        f"model.network.init_args.block_size={network_blocks} and model.loss.init_args.block_size={loss_blocks} "
+        "differ; give both the same block size"
+    )
+
+
+def largest_divisor(length: int, at_most: int) -> int:
+    """The largest divisor of length that is <= at_most (>= 1)."""
+    return max(size for size in range(1, min(length, at_most) + 1) if length % size == 0)

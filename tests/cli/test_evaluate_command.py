@@ -142,3 +142,29 @@ def test_empty_text_and_missing_checkpoint_are_one_line_errors(checkpoint, tmp_p
             main(["evaluate", *args])
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:"), lines
+
+
+def test_block_model_bound_matches_lightning_test_loop_and_scores_whole_blocks(block_checkpoint, text_file,
+                                                                               monkeypatch, tmp_path, capsys):
+    """The block bound with its SE, the same numbers as Lightning's test loop (the one training path); a last
+    sequence is cut to whole blocks (53 tokens: 3 x 16 and 4, one byte unscored)."""
+    monkeypatch.chdir(tmp_path)
+    ours = evaluate(block_checkpoint, text_file, "--time_samples=3", "--seed=0", "--batch_size=5")
+    assert ours.bits_per_token_se is not None and ours.bits_per_token_se > 0 and ours.unscored_tokens == 0
+    cli = main(["test", "-c", str(CONFIGS / "bd3lm.yaml"), *tiny_args(text_file, "models.BlockDenoiser"),
+                f"--ckpt_path={block_checkpoint}", f"--data.test_path={text_file}", "--model.val_time_samples=3",
+                "--model.seed=0", "--trainer.limit_test_batches=1.0"])
+    lightning = cli.model.validation_result
+    assert lightning["tokens"] == 640
+    assert math.isclose(ours.bits_per_token, lightning["bits_per_token"], rel_tol=1e-6)
+    path = tmp_path / "short.txt"
+    path.write_text(TEXT[: 3 * 16 + 4], encoding="utf-8")  # 53 tokens with the end-of-text id
+    short = evaluate(block_checkpoint, path, "--time_samples=2")
+    assert (short.tokens, short.unscored_tokens, short.sequences) == (52, 1, 4)
+    assert "the last 1, less than a block, not scored" in capsys.readouterr().out
+    for options, fragment in ((["--seq_len=10"], "--seq_len 10 is not a multiple of the model's block_size=4"),
+                              (["--order=left-to-right"], "block diffusion model")):
+        with pytest.raises(SystemExit):
+            evaluate(block_checkpoint, text_file, *options)
+        line = capsys.readouterr().err.strip()
+        assert "\n" not in line and fragment in line

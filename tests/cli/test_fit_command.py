@@ -18,7 +18,9 @@ from models.pretrained.native import CONFIG_KEY, import_object
 from training.base_module import TrainingModule
 
 
-@pytest.mark.parametrize("config", ["sedd.yaml", "radd.yaml", "sedd-uniform.yaml", "sedd-small-gpu.yaml", "ar.yaml"])
+@pytest.mark.parametrize(
+    "config", ["sedd.yaml", "radd.yaml", "sedd-uniform.yaml", "sedd-small-gpu.yaml", "ar.yaml", "bd3lm.yaml"]
+)
 def test_print_config_lists_every_section(config, capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
@@ -44,6 +46,7 @@ def test_print_config_lists_every_section(config, capsys, monkeypatch, tmp_path)
         ("sedd-uniform.yaml", "models.DiT"),
         ("sedd-small-gpu.yaml", "models.DiT"),
         ("ar.yaml", "models.ARTransformer"),
+        ("bd3lm.yaml", "models.BlockDenoiser"),
     ],
 )
 def test_two_step_smoke_run_writes_metrics_and_checkpoint(config, network, monkeypatch, tmp_path):
@@ -119,6 +122,24 @@ def test_sequence_longer_than_network_is_one_line_error(capsys, monkeypatch, tmp
     args = [*tiny_args(tiny_corpus(tmp_path)), "--data.seq_len=64"]
     message = run_failing(["fit", "-c", str(CONFIGS / "sedd.yaml"), *args], capsys)
     assert "data.seq_len=64" in message and "max_length=32" in message
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        (["--model.network.init_args.block_size=5", "--model.loss.init_args.block_size=5"],
+         "model.network.init_args.block_size=5 does not divide data.seq_len=16"),
+        (["--model.loss.init_args.block_size=8"], "model.network.init_args.block_size=4 and "
+         "model.loss.init_args.block_size=8 differ"),
+        (["--model.loss=losses.LambdaDCE"], "model.loss=LambdaDCE is not a block loss"),
+    ],
+)
+def test_block_sizes_that_do_not_fit_are_one_line_errors(options, fragment, capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    args = [*tiny_args(tiny_corpus(tmp_path), "models.BlockDenoiser"), *options]
+    message = run_failing(["fit", "-c", str(CONFIGS / "bd3lm.yaml"), *args], capsys)
+    assert fragment in message
+    assert not (tmp_path / "logs").exists()  # nothing started
 
 
 def test_checkpoint_with_other_vocabulary_is_one_line_error(capsys, monkeypatch, tmp_path):

@@ -1,4 +1,5 @@
-"""Resume exactness: N steps uninterrupted vs N/2 steps + resume from last.ckpt for N/2, same seed.
+"""Resume exactness: N steps uninterrupted vs N/2 steps + resume from last.ckpt for N/2, same seed (SEDD, and
+block diffusion, whose noise is drawn per block through the same seeded path).
 
 Reference: the uninterrupted run's logged per-step train losses; the resumed run must reproduce them to
 float32 rounding (rel 1e-6), which needs the per-step noise seeded by (seed, batch index, rank), the EMA
@@ -29,24 +30,26 @@ def train_losses(root: Path) -> dict[int, float]:
     return losses
 
 
-def run(root: Path, corpus: Path, max_epochs: int, extra: list[str]) -> None:
-    args = [*tiny_args(corpus, steps=4), f"--trainer.max_epochs={max_epochs}", "--trainer.limit_val_batches=0",
+def run(root: Path, corpus: Path, max_epochs: int, extra: list[str], config: str = "sedd.yaml",
+        network: str = "models.DiT") -> None:
+    args = [*tiny_args(corpus, network, steps=4), f"--trainer.max_epochs={max_epochs}", "--trainer.limit_val_batches=0",
             "--model.decay=cosine", "--model.ema_decay=0.5", "--checkpoint.every_n_train_steps=1", *extra]
-    main(["fit", "-c", str(CONFIGS / "sedd.yaml"), *args])
+    main(["fit", "-c", str(CONFIGS / config), *args])
 
 
-def test_resume_reproduces_the_uninterrupted_loss_curve(monkeypatch, tmp_path):
+@pytest.mark.parametrize(("config", "network"), [("sedd.yaml", "models.DiT"), ("bd3lm.yaml", "models.BlockDenoiser")])
+def test_resume_reproduces_the_uninterrupted_loss_curve(config, network, monkeypatch, tmp_path):
     corpus = tiny_corpus(tmp_path, TEXT)
     whole, first = tmp_path / "whole", tmp_path / "first"
     whole.mkdir()
     first.mkdir()
     monkeypatch.chdir(whole)
-    run(whole, corpus, max_epochs=2, extra=[])
+    run(whole, corpus, max_epochs=2, extra=[], config=config, network=network)
     monkeypatch.chdir(first)
-    run(first, corpus, max_epochs=1, extra=[])
+    run(first, corpus, max_epochs=1, extra=[], config=config, network=network)
     (last,) = first.glob("logs/lightning_logs/version_0/checkpoints/last.ckpt")
     assert torch.load(last, weights_only=True)["global_step"] == 2
-    run(first, corpus, max_epochs=2, extra=[f"--ckpt_path={last}"])
+    run(first, corpus, max_epochs=2, extra=[f"--ckpt_path={last}"], config=config, network=network)
 
     expected = train_losses(whole)
     resumed = train_losses(first)

@@ -28,8 +28,8 @@ def sample(checkpoint: Path, *options: str):
 
 def test_output_has_the_requested_count_and_length(checkpoint, tmp_path):
     output = tmp_path / "samples.txt"
-    result = sample(checkpoint, "--num_samples=3", "--length=20", "--steps=4", f"--output={output}")
-    assert result.tokens.shape == (3, 20)
+    result = sample(checkpoint, "--num_samples=3", "--length=12", "--steps=4", f"--output={output}")
+    assert result.tokens.shape == (3, 12)
     assert result.nfe == 4 + 1  # 4 Euler steps and the denoising step
     text = output.read_text(encoding="utf-8")
     assert text.count("=== sample ") == 3 and "NFE 5" in text and text.count("unigram entropy") == 4
@@ -106,7 +106,9 @@ def test_radd_denoiser_checkpoint_samples(tmp_path):
     [
         (["--steps=0"], "steps"),
         (["--num_samples=0"], "--num_samples"),
-        (["--length=33"], "max_length=32"),
+        (["--length=0"], "--length must be a positive integer"),
+        (["--length=ten"], "--length"),
+        (["--stride=4"], "--stride"),
         (["--sampler=leapfrog"], "--sampler"),
         (["--infill=no gap here"], "[MASK]"),
         (["--infill=a[MASK]", "--prefix=b"], "--infill"),

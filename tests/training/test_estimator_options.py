@@ -76,19 +76,18 @@ def test_count_noise_does_not_depend_on_row_order_or_batching():
     estimator, loss = losses.MaskedCountEstimator(process), losses.LambdaDCE(process)
     x0 = torch.randint(0, 11, (6, 8), generator=torch.Generator().manual_seed(0))
     for stratify_rows, draws in ((False, 3), (True, 1)):
-        forward = seeded_count_noise(estimator, loss.time_density, x0, draws, stratify_rows, 4, 2)
-        backward = seeded_count_noise(estimator, loss.time_density, x0.flip(0), draws, stratify_rows, 4, 2)
+        forward = seeded_count_noise(loss, estimator, x0, draws, stratify_rows, 4, 2)
+        backward = seeded_count_noise(loss, estimator, x0.flip(0), draws, stratify_rows, 4, 2)
         flip = torch.arange(6 * draws).reshape(6, draws).flip(0).reshape(-1)
         assert torch.equal(forward.x_t, backward.x_t[flip])
         torch.testing.assert_close(forward.weight, backward.weight[flip], rtol=0, atol=0)
-    rows = seeded_count_noise(estimator, loss.time_density, x0, 1, True, 4, 2)
+    rows = seeded_count_noise(loss, estimator, x0, 1, True, 4, 2)
     counts = (rows.x_t == 11).sum(-1)  # six rows over 1..8, stratified: no count twice
     assert len(set(counts.tolist())) == 6
     network = models.RADDDenoiser(11, hidden_size=16, num_layers=1, num_heads=2).double()
     with torch.no_grad():
-        together = sequence_negative_elbo(process, loss, loss.sample_time, network, x0, 3, 5, estimator)
-        single = torch.cat([sequence_negative_elbo(process, loss, loss.sample_time, network, x0[i : i + 1], 3, 5,
-                                                   estimator) for i in range(6)])
+        together = sequence_negative_elbo(loss, network, x0, 3, 5, estimator)
+        single = torch.cat([sequence_negative_elbo(loss, network, x0[i : i + 1], 3, 5, estimator) for i in range(6)])
     torch.testing.assert_close(together, single, rtol=1e-9, atol=1e-9)
 
 

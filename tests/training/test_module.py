@@ -49,9 +49,9 @@ def test_negative_elbo_does_not_depend_on_batching():
                          absorbing_parameterization=True).double()
     x0 = torch.randint(0, vocab, (4, 8))
     with torch.no_grad():
-        together = sequence_negative_elbo(process, loss, loss.sample_time, network, x0, 3, seed=5)
-        reversed_ = sequence_negative_elbo(process, loss, loss.sample_time, network, x0.flip(0), 3, seed=5)
-        single = torch.cat([sequence_negative_elbo(process, loss, loss.sample_time, network, x0[i : i + 1], 3, 5)
+        together = sequence_negative_elbo(loss, network, x0, 3, seed=5)
+        reversed_ = sequence_negative_elbo(loss, network, x0.flip(0), 3, seed=5)
+        single = torch.cat([sequence_negative_elbo(loss, network, x0[i : i + 1], 3, 5)
                             for i in range(4)])
     assert together.shape == (4, 3)
     torch.testing.assert_close(together, reversed_.flip(0), rtol=1e-6, atol=1e-6)

@@ -47,9 +47,9 @@ def test_negative_elbo_draws_are_the_same_packed_and_full(loss_name, estimator):
     counter = losses.MaskedCountEstimator(process) if estimator else None
     x0 = torch.randint(0, vocab, (3, 8), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        packed = sequence_negative_elbo(process, loss, loss.sample_time, spy, x0, 4, 5, counter)
+        packed = sequence_negative_elbo(loss, spy, x0, 4, 5, counter)
         assert spy.calls[-1] is not None and not bool(spy.calls[-1].all())  # only the masked positions
-        full = sequence_negative_elbo(process, loss, loss.sample_time, spy, x0, 4, 5, counter, packed=False)
+        full = sequence_negative_elbo(loss, spy, x0, 4, 5, counter, packed=False)
         assert spy.calls[-1] is None
     torch.testing.assert_close(packed, full, rtol=1e-12, atol=1e-12)
 
