@@ -104,8 +104,10 @@ def generate_samples(
     length: int,
     seed: int,
     template: str | None = None,
+    sampling_model: samplers.ConcreteScore | samplers.Denoiser | None = None,
 ) -> Samples:
-    """num_samples sequences of `length` tokens from the EMA weights, the prompt `template` held fixed."""
+    """num_samples sequences of `length` tokens from the EMA weights, the prompt `template` held fixed.
+    sampling_model: the model the sampler reads (None: trained.sampling_model(); a guided one: evaluation.guidance)."""
     device = trained.device
     generator = torch.Generator(device=device).manual_seed(seed)
     given = tokens = None
@@ -117,7 +119,8 @@ def generate_samples(
         tokens = row_tokens.expand(num_samples, length).to(device)
     with torch.no_grad():
         result = sampler.generate(
-            trained.sampling_model(), num_samples, length, generator=generator, given=given, tokens=tokens,
+            sampling_model or trained.sampling_model(), num_samples, length, generator=generator, given=given,
+            tokens=tokens,
             device=device,
         )
     ids = result.tokens.cpu()
@@ -156,9 +159,11 @@ def draw_samples(
     seed: int = 0,
     sampler: str = "euler",
     options: dict[str, object] | None = None,
+    sampling_model: samplers.ConcreteScore | samplers.Denoiser | None = None,
 ) -> DrawnSamples:
     """`num_samples` samples of `length` tokens from `model`'s EMA weights, timed: ancestral for an AR model,
-    else the sampler named `sampler` (resolve_sampler) built with `options` (e.g. {"steps": 16}).
+    else the sampler named `sampler` (resolve_sampler) built with `options` (e.g. {"steps": 16}), reading
+    `sampling_model` (None: model.sampling_model(); a guided model: evaluation.guidance.guided_model).
 
     Raises ValueError (one line) for a length the network does not accept, an unknown sampler or option, and
     sampler options given for an AR model.
@@ -173,7 +178,7 @@ def draw_samples(
         tokens, nfe, label = result.tokens.cpu(), float(result.nfe), "ancestral"
     else:
         built = build_sampler(resolve_sampler(sampler), model.process, dict(options or {}), sampler)
-        samples = generate_samples(model, built, num_samples, length, seed)
+        samples = generate_samples(model, built, num_samples, length, seed, sampling_model=sampling_model)
         tokens = samples.tokens.clamp(max=model.tokenizer.vocab_size - 1)  # a mask left reads as end-of-text
         steps = getattr(built, "steps", None)
         nfe, label = float(samples.nfe), f"{sampler}, {'exact' if steps is None else steps} steps"
