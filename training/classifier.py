@@ -51,7 +51,7 @@ class ClassifierModule(TrainingModule):
     (B, C) log-probabilities, e.g. models.NoisyClassifier. rate_matrix, schedule: the forward process, as
     training.module.DiffusionModule's (None: ctmc.LogLinear()); give those of the model to guide.
     val_time_samples: stratified times per validation block. shared: the shared training path's arguments
-    (class_names, linked from data.class_names, must name at least two classes).
+    (class_names, linked from data.class_names, must name at least two classes; label_dropout is not used).
     """
 
     KIND = "classifier"
@@ -65,7 +65,6 @@ class ClassifierModule(TrainingModule):
         val_time_samples: int = 4,
         **shared: Any,
     ) -> None:
-        shared.setdefault("label_dropout", 0.0)
         super().__init__(vocab_size, **shared)
         if self.num_classes < 2:
             raise ValueError(
