@@ -164,8 +164,8 @@ class DiffusionCLI(LightningCLI):
             self.model.check_data(self.datamodule.vocab_size, self.datamodule.hparams.seq_len)
             self.check_checkpoint()
             self.initialise()
-        except (ValueError, FileNotFoundError) as error:
-            fail(str(error))
+        except (ValueError, FileNotFoundError) as error:  # a constructor's error arrives inside jsonargparse's
+            fail(one_line(str(error)))                     # account of the subclass union
         dumped = yaml.safe_load(self._parser(self.subcommand).dump(self._config(), skip_check=True))
         self.model.run_config = yaml.safe_dump({key: dumped[key] for key in ("model", "data")})
 

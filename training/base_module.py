@@ -137,7 +137,8 @@ class TrainingModule(pl.LightningModule):
         except TypeError as error:
             if "num_classes" not in str(error):
                 raise
-            name = getattr(network, "__name__", None) or getattr(getattr(network, "func", None), "__name__", "it")
+            candidates = [network, *getattr(network, "args", ())]  # jsonargparse passes a partial over the class
+            name = next((item.__name__ for item in candidates if isinstance(item, type)), type(network).__name__)
             raise ValueError(
                 f"data.labels gives {self.num_classes} classes, but model.network ({name}) takes no num_classes; "
                 "use models.DiT, models.RADDDenoiser or models.ARTransformer, or set data.labels: null"
