@@ -99,8 +99,6 @@ def make_checkpoint(root: Path, config: str = "sedd.yaml", network: str = "model
     return last
 
 
-def make_labelled_checkpoint(root: Path, config: str, network: str, *extra: str) -> Path:
-    """make_checkpoint on labelled_corpus(root) with data.labels: directory (classes comedy and tragedy)."""
-    root.mkdir(parents=True, exist_ok=True)
-    corpus = labelled_corpus(root)
+def make_labelled_checkpoint(root: Path, corpus: Path, config: str, network: str, *extra: str) -> Path:
+    """make_checkpoint in root on a labelled_corpus with data.labels: directory (classes comedy and tragedy)."""
     return make_checkpoint(root, config, network, f"--data.paths={corpus}", "--data.labels=directory", *extra)

@@ -61,7 +61,7 @@ def test_checkpoint_stores_the_class_names_and_restores_the_conditional_network(
 def test_validation_logs_the_conditional_and_unconditional_bits_and_the_labels_information(kind, tmp_path):
     config, network = {"sedd": ("sedd-genre.yaml", "models.DiT"), "ar": ("ar.yaml", "models.ARTransformer")}[kind]
     extra = LABELLED_FIT
-    checkpoint = make_labelled_checkpoint(tmp_path, config, network, *extra)
+    checkpoint = make_labelled_checkpoint(tmp_path, labelled_corpus(tmp_path), config, network, *extra)
     cli = main(["validate", "-c", str(CONFIGS / config), *labelled_args(tmp_path, network), *extra,
                 f"--ckpt_path={checkpoint}"])
     result = cli.model.validation_result
