@@ -11,6 +11,8 @@ loss reads (`where = loss.output_positions(x_t)`, the masked ones on the absorbi
 On the absorbing chain the masked-count estimator (losses.MaskedCountEstimator, `train_estimator` /
 `val_estimator`) replaces t ~ sample_time by importance-sampled (t, x_t) with the same expectation and
 bounded terms: nats = weight * loss(...).
+With labelled data (training/base_module.py) the network also reads each block's class, dropped to the null label
+with probability label_dropout: network(x_t, sigma-bar(t), label=c).
 Validation estimates the negative ELBO with an exponential moving average (EMA) of the weights and
 `val_time_samples` stratified draws per sequence (evaluation/bounds.py), plus the t = 1 prior term
 KL(q(x_1 | x_0) || pi^L) of each sequence (losses.PriorKL; `prior_nats`), so that the logged value is a true

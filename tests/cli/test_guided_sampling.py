@@ -98,7 +98,7 @@ def test_bad_guidance_options_are_one_line_errors_and_write_nothing(
     assert not out.exists()
 
 
-def test_a_label_for_an_unconditional_or_autoregressive_checkpoint_is_refused(
+def test_a_label_for_an_unconditional_or_autoregressive_checkpoint_and_a_classifier_to_sample_are_refused(
         sedd_checkpoint, ar_checkpoint, genre_classifier_checkpoint, tmp_path, capsys):
     out = tmp_path / "out.txt"
     common = ["--device=cpu", f"--output={out}"]
@@ -108,4 +108,8 @@ def test_a_label_for_an_unconditional_or_autoregressive_checkpoint_is_refused(
     assert "--label: guided sampling is for diffusion checkpoints" in line
     line = failing(["sample", f"--ckpt_path={genre_classifier_checkpoint}", *common], capsys)
     assert "--ckpt_path holds a classifier of noisy sequences" in line
+    text = tmp_path / "text.txt"
+    text.write_text("a merry fool laughs and sings, hey nonny nonny.\n" * 4, encoding="utf-8")
+    line = failing(["evaluate", f"--ckpt_path={genre_classifier_checkpoint}", f"--text={text}", *common], capsys)
+    assert "--ckpt_path holds a classifier of noisy sequences, which has no likelihood" in line
     assert not out.exists()
