@@ -58,10 +58,12 @@ def test_checkpoint_stores_the_class_names_and_restores_the_conditional_network(
 
 
 @pytest.mark.parametrize("kind", ["sedd", "ar"])
-def test_validation_logs_the_conditional_and_unconditional_bits_and_the_labels_information(kind, tmp_path):
+def test_validation_logs_the_conditional_and_unconditional_bits_and_the_labels_information(kind, tmp_path,
+                                                                                          monkeypatch):
     config, network = {"sedd": ("sedd-genre.yaml", "models.DiT"), "ar": ("ar.yaml", "models.ARTransformer")}[kind]
     extra = LABELLED_FIT
-    checkpoint = make_labelled_checkpoint(tmp_path, labelled_corpus(tmp_path), config, network, *extra)
+    checkpoint = make_labelled_checkpoint(tmp_path / "fit", labelled_corpus(tmp_path), config, network, *extra)
+    monkeypatch.chdir(tmp_path)  # validate's logs go here
     cli = main(["validate", "-c", str(CONFIGS / config), *labelled_args(tmp_path, network), *extra,
                 f"--ckpt_path={checkpoint}"])
     result = cli.model.validation_result
@@ -125,7 +127,9 @@ def test_bad_labelled_configs_are_one_line_errors(config, network, extra, messag
     assert not (tmp_path / "logs").exists()
 
 
-def test_the_classifier_trains_on_the_labels_and_restores_as_a_classifier(genre_classifier_checkpoint, tmp_path):
+def test_the_classifier_trains_on_the_labels_and_restores_as_a_classifier(genre_classifier_checkpoint, tmp_path,
+                                                                           monkeypatch):
+    monkeypatch.chdir(tmp_path)  # validate's logs go here
     trained = load_trained(genre_classifier_checkpoint)
     assert trained.kind == "classifier" and trained.class_names == ("comedy", "tragedy")
     assert isinstance(trained.network, models.NoisyClassifier) and trained.process.num_states == 258
