@@ -6,7 +6,7 @@ Run:  python -m benchmarks.bench_losses            # reduced size: B=2, L=128, V
 Memory claim (measured by this script; the ratio to one B x L x V float32 tensor does not depend on B, L):
 during forward + backward every loss holds, beyond the network output, at most about one B x L x V float
 tensor at a time: its gradient (unavoidable). The vocabulary-wide reductions (logsumexp, the score-entropy
-sum, D3PM's uniform-chain mixture sum) are custom autograd Functions (losses/row_reductions.py) that keep one
+sum, D3PM's uniform-chain mixture sum) are custom autograd Functions (ctmc/row_reductions.py) that keep one
 temporary in the forward pass and write the whole gradient into one tensor in the backward pass; D3PM uses
 closed-form posteriors for the Absorbing and Uniform chains. No one-hot of x0 and no n x n matrix.
 Baselines: naive dense implementations (one-hots, dense ratio/weight tensors) for score entropy and the

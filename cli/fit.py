@@ -18,29 +18,34 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import logging
 import os
 import shlex
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import yaml
 from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from cli.arguments import SIGNAL_EXIT_BASE, fail
+from evaluation.curves import plot_curve, read_curve
 from models.pretrained import CheckpointError, from_pretrained
 from models.pretrained.native import Checkpoint, read_checkpoint
 from training.base_module import TrainingModule
 from training.checkpoint import AtomicModelCheckpoint
 from training.datamodule import TextDataModule
+from training.progress import LineProgressBar
 from training.sample_logging import SampleLogger
 
 DEFAULT_MODEL = "training.module.DiffusionModule"  # the objective of a config whose model names no class_path
 DEFAULT_ROOT = "logs"  # where logs, checkpoints and samples go unless --trainer.default_root_dir says otherwise
+DEFAULT_LOG_NAME = "lightning_logs"  # the loggers' default `name`: runs go to <root>/lightning_logs/version_N
 EPILOG = """other subcommands (their own options: `lightning sample --help`, ...):
   sample     Write text sampled from a trained checkpoint (cli/sample.py).
   evaluate   Negative-ELBO perplexity bound of a checkpoint on a text file (cli/evaluate.py).
@@ -52,8 +57,8 @@ SHARDED_CHECKPOINT_MARKERS = ("meta.pt", "latest")  # files in the checkpoint di
 
 
 def default_loggers(save_dir: str = DEFAULT_ROOT) -> list[dict[str, Any]]:
-    """CSV logging always (metrics.csv); TensorBoard as well when it is installed."""
-    loggers = [{"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": save_dir}}]
+    """CSV logging always (metrics.csv, training.run_logger); TensorBoard as well when it is installed."""
+    loggers = [{"class_path": "training.run_logger.RunCSVLogger", "init_args": {"save_dir": save_dir}}]
     if importlib.util.find_spec("tensorboard") is not None:
         loggers.append(
             {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"save_dir": save_dir}}
@@ -114,6 +119,7 @@ class DiffusionCLI(LightningCLI):
         argv = kwargs.get("args")
         self.command_line = list(sys.argv[1:] if argv is None else argv)
         self._checkpoint: Checkpoint | None = None  # the --ckpt_path file, between the two checks
+        self._resumed_step: int | None = None  # the global step of the --ckpt_path checkpoint
         self.exit_status = 0  # 128 + signal number when fit was stopped by SIGINT / SIGTERM
         super().__init__(*args, **kwargs)
 
@@ -123,6 +129,10 @@ class DiffusionCLI(LightningCLI):
         parser.set_defaults({"model": {"class_path": DEFAULT_MODEL}})
         parser.add_lightning_class_args(AtomicModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(SampleLogger, "samples")
+        parser.add_argument(
+            "--new_version", type=bool, default=False,
+            help="resume --ckpt_path into a new lightning_logs/version_N folder (default: the checkpoint's own)",
+        )
         parser.add_argument(
             "--init_from", type=str | None, default=None,
             help="fine-tune: start from the weights of a released (SEDD, RADD, MDLM) or exported model directory, or "
@@ -146,17 +156,43 @@ class DiffusionCLI(LightningCLI):
         if self._checkpoint is not None and self._checkpoint.hyper_parameters:
             super()._parse_ckpt_path()
 
+    def _loggers(self) -> list[Any]:
+        trainer = self._config().get("trainer")
+        loggers = trainer.get("logger") if trainer is not None else None
+        return [logger for logger in (loggers if isinstance(loggers, list) else [loggers])
+                if getattr(logger, "init_args", None) is not None]
+
     def before_instantiate_classes(self) -> None:
-        """Loggers left at the default save_dir (logs) write under trainer.default_root_dir when it is given."""
+        """Loggers left at the default save_dir (logs) write under trainer.default_root_dir when it is given; a fit
+        resumed from `<save_dir>/<name>/version_N/checkpoints/last.ckpt` logs into that version_N folder (metrics
+        appended after the resumed step, training.run_logger) unless --new_version is given."""
         trainer = self._config().get("trainer")
         root = trainer.get("default_root_dir") if trainer is not None else None
-        if root is None or str(root) == DEFAULT_ROOT:
+        if root is not None and str(root) != DEFAULT_ROOT:
+            for logger in self._loggers():
+                if str(logger.init_args.get("save_dir")) == DEFAULT_ROOT:
+                    logger.init_args.save_dir = str(root)
+        path = self._ckpt_path()
+        if self.subcommand != "fit" or path is None or self._config().get("new_version"):
             return
-        loggers = trainer.get("logger")
-        for logger in loggers if isinstance(loggers, list) else [loggers]:
-            init_args = getattr(logger, "init_args", None)
-            if init_args is not None and str(init_args.get("save_dir")) == DEFAULT_ROOT:
-                init_args.save_dir = str(root)
+        run = Path(path).resolve().parent
+        if run.name != "checkpoints":
+            return
+        version, name, save_dir = run.parent.name, run.parent.parent.name, run.parent.parent.parent
+        for logger in self._loggers():
+            init_args = logger.init_args
+            here = Path(str(init_args.get("save_dir", DEFAULT_ROOT))).resolve()
+            if here == save_dir and init_args.get("name", DEFAULT_LOG_NAME) == name:
+                init_args.version = version
+                if str(logger.class_path).endswith("RunCSVLogger"):
+                    init_args.resume_step = self._resumed_step
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
+        """The Trainer, with a plain line of progress instead of TQDM's bar when stderr is not a terminal."""
+        if config.get("enable_progress_bar", True) is not False and not sys.stderr.isatty():
+            every = int(config.get("log_every_n_steps") or 50)
+            callbacks = [*callbacks, LineProgressBar(every_n_steps=max(every, 1))]
+        return super()._instantiate_trainer(config, callbacks)
 
     def instantiate_classes(self) -> None:
         try:
@@ -164,8 +200,8 @@ class DiffusionCLI(LightningCLI):
             self.model.check_data(self.datamodule.vocab_size, self.datamodule.hparams.seq_len)
             self.check_checkpoint()
             self.initialise()
-        except (ValueError, FileNotFoundError) as error:  # a constructor's error arrives inside jsonargparse's
-            fail(one_line(str(error)))                     # account of the subclass union
+        except (ValueError, FileNotFoundError, MisconfigurationException) as error:  # a constructor's error arrives
+            fail(one_line(str(error)))                    # inside jsonargparse's account of the subclass union
         dumped = yaml.safe_load(self._parser(self.subcommand).dump(self._config(), skip_check=True))
         self.model.run_config = yaml.safe_dump({key: dumped[key] for key in ("model", "data")})
 
@@ -200,6 +236,7 @@ class DiffusionCLI(LightningCLI):
         parsing, before any object is built, so that nothing is created); keep the checkpoint it read."""
         path = self._ckpt_path()
         self._checkpoint = None if path is None else read_checkpoint(path)
+        self._resumed_step = None if self._checkpoint is None else self._checkpoint.global_step
 
     def check_checkpoint(self) -> None:
         """Raise ValueError if --ckpt_path was trained with another vocabulary size or holds another model's
@@ -232,6 +269,8 @@ class DiffusionCLI(LightningCLI):
         except SIGTERMException:
             stop = getattr(callback, "stop_signal", None) or signal.SIGTERM
             self.exit_status = SIGNAL_EXIT_BASE + int(stop)
+        except MisconfigurationException as error:  # a trainer setting that only fails once fit starts
+            fail(f"the trainer refused its settings: {error}")
         if self.trainer.is_global_zero:
             print(self.fit_summary(), flush=True)
 
@@ -251,6 +290,8 @@ class DiffusionCLI(LightningCLI):
                 metrics = logger.experiment.metrics_file_path
                 lines.append(f"  metrics:    {metrics}" if os.path.isfile(metrics) else
                              "  metrics:    none logged (fewer steps than trainer.log_every_n_steps)")
+                if os.path.isfile(metrics):
+                    lines.append(f"  learning curve: {learning_curve(metrics)}")
         for callback in trainer.callbacks:
             if isinstance(callback, SampleLogger) and os.path.isfile(callback.path(trainer)):
                 lines.append(f"  samples:    {callback.path(trainer)}")
@@ -273,6 +314,14 @@ class DiffusionCLI(LightningCLI):
         return "\n".join(lines)
 
 
+def learning_curve(metrics: str) -> str:
+    """Draw the run's learning curve beside its metrics.csv (evaluation.curves); what to print in the summary."""
+    try:
+        return str(plot_curve(read_curve(metrics), Path(metrics).with_name("learning_curve.png")))
+    except ValueError:  # no train or validation row yet
+        return f"none yet; draw it later with `{command_name()} plot --metrics {shlex.quote(metrics)}`"
+
+
 def state_dict_mismatch(stored: dict[str, Any], expected: dict[str, Any]) -> str | None:
     """None if `stored` has the keys and tensor shapes of `expected`, else what differs first (one phrase)."""
     missing = [key for key in expected if key not in stored]
@@ -288,20 +337,43 @@ def state_dict_mismatch(stored: dict[str, Any], expected: dict[str, Any]) -> str
     return None
 
 
+class DropAdvertisements(logging.Filter):
+    """Drops Lightning's "Tip: ... try installing ..." lines (advertisements of other packages, not information
+    about the run)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).lstrip().startswith(ADVERTISEMENT_PREFIX)
+
+
+ADVERTISEMENT_PREFIX = "\N{ELECTRIC LIGHT BULB} Tip:"
+RANK_ZERO_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+
+
 def run_lightning(args: Sequence[str] | None = None) -> DiffusionCLI:
     """LightningCLI over the TrainingModule subclasses (default DiffusionModule) and TextDataModule; returns
-    the CLI (its .trainer, .model)."""
-    return DiffusionCLI(
-        TrainingModule,
-        TextDataModule,
-        subclass_mode_model=True,
-        args=None if args is None else list(args),
-        trainer_defaults={"logger": default_loggers(), "default_root_dir": DEFAULT_ROOT},
-        save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False,
-        parser_kwargs={
-            "description": __doc__.split("\n\n")[0],
-            "epilog": EPILOG,
-            "formatter_class": HelpFormatter,
-        },
-    )
+    the CLI (its .trainer, .model). Arguments given here are the command line: the process's own sys.argv (e.g.
+    pytest's, when a test calls this) is not read."""
+    for name in RANK_ZERO_LOGGERS:
+        log = logging.getLogger(name)
+        if not any(isinstance(f, DropAdvertisements) for f in log.filters):
+            log.addFilter(DropAdvertisements())
+    argv = sys.argv
+    if args is not None:
+        sys.argv = argv[:1]  # LightningCLI warns when given args while sys.argv holds others
+    try:
+        return DiffusionCLI(
+            TrainingModule,
+            TextDataModule,
+            subclass_mode_model=True,
+            args=None if args is None else list(args),
+            trainer_defaults={"logger": default_loggers(), "default_root_dir": DEFAULT_ROOT},
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+            parser_kwargs={
+                "description": __doc__.split("\n\n")[0],
+                "epilog": EPILOG,
+                "formatter_class": HelpFormatter,
+            },
+        )
+    finally:
+        sys.argv = argv

@@ -5,6 +5,7 @@
     lightning evaluate --ckpt_path logs/.../last.ckpt --text some.txt [--time_samples 8]     (cli/evaluate.py)
     lightning judge --judge ar.ckpt --samples samples.txt                                      (cli/judge.py)
     lightning export --ckpt_path logs/.../last.ckpt --out my-model/                           (cli/export.py)
+    lightning plot --metrics logs/lightning_logs/version_0/metrics.csv                        (cli/plot.py)
 
 Each command module only parses its arguments and calls the library (evaluation, training); this module only
 picks the command. Errors are one line, `error: ...`, exit status 2.
@@ -33,15 +34,16 @@ def _command(name: str) -> Callable[[Sequence[str]], Any] | None:
         from cli.judge import main
     elif name == "export":
         from cli.export import main
+    elif name == "plot":
+        from cli.plot import main
     else:
         return None
     return main
 
 
 def main(args: Sequence[str] | None = None) -> Any:
-    """Entry point: `sample`, `evaluate`, `judge` and `export` go to their own parsers (`evaluate --judge` or `evaluate
-    --samples` is `judge`),
-    everything else to LightningCLI (cli/fit.py)."""
+    """Entry point: `sample`, `evaluate`, `judge`, `export` and `plot` go to their own parsers (`evaluate --judge`
+    or `evaluate --samples` is `judge`), everything else to LightningCLI (cli/fit.py)."""
     argv = list(sys.argv[1:] if args is None else args)
     name = argv[0] if argv else ""
     if name == "evaluate" and any(item.split("=")[0] in JUDGE_OPTIONS for item in argv[1:]):

@@ -429,17 +429,7 @@ class Sampler:
         elif tokens is not None:
             raise ValueError("tokens is only used with given (the mask of fixed positions); pass both")
         if prefix is not None:
-            if not isinstance(prefix, Tensor) or prefix.is_floating_point() or prefix.dim() not in (1, 2):
-                raise ValueError("prefix must be a long tensor of shape (P,) or (batch_size, P)")
-            prefix = prefix.to(device).long()
-            if prefix.dim() == 1:
-                prefix = prefix.expand(batch_size, -1)
-            if prefix.shape[0] != batch_size:
-                raise ValueError(f"prefix has {prefix.shape[0]} rows, expected batch_size = {batch_size}")
-            if prefix.shape[1] > length:
-                raise ValueError(f"prefix of length {prefix.shape[1]} does not fit in length {length}; shorten it")
-            if bool(((prefix < 0) | (prefix >= clean)).any()):
-                raise ValueError(f"prefix must hold clean token ids in [0, {clean})")
+            prefix = check_prefix(prefix, batch_size, length, clean, device)
             width = prefix.shape[1]
             fixed[:, :width] = True
             values[:, :width] = prefix
@@ -448,3 +438,21 @@ class Sampler:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.process!r}, steps={self.steps}, eps={self.eps})"
 
+
+def check_prefix(prefix: Tensor | None, batch_size: int, length: int, clean: int, device: torch.device) -> Tensor:
+    """A prompt as (B, P) long on `device` (P = 0 for None), checked: a (P,) or (batch_size, P) integer tensor of
+    clean ids in [0, clean), P <= length. Raises ValueError naming `prefix` otherwise."""
+    if prefix is None:
+        return torch.zeros(batch_size, 0, dtype=torch.long, device=device)
+    if not isinstance(prefix, Tensor) or prefix.is_floating_point() or prefix.dim() not in (1, 2):
+        raise ValueError("prefix must be a long tensor of shape (P,) or (batch_size, P)")
+    prefix = prefix.to(device).long()
+    if prefix.dim() == 1:
+        prefix = prefix.expand(batch_size, -1)
+    if prefix.shape[0] != batch_size:
+        raise ValueError(f"prefix has {prefix.shape[0]} rows, expected batch_size = {batch_size}")
+    if prefix.shape[1] > length:
+        raise ValueError(f"prefix of length {prefix.shape[1]} does not fit in length {length}; shorten it")
+    if prefix.numel() and bool(((prefix < 0) | (prefix >= clean)).any()):
+        raise ValueError(f"prefix must hold clean token ids in [0, {clean})")
+    return prefix

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from ctmc.checks import check_int
-from samplers.base import Sampler, SamplingResult
+from samplers.base import Sampler, SamplingResult, check_prefix
 from samplers.models import ConcreteScore, Denoiser, Model, as_model
 
 
@@ -96,7 +96,7 @@ class _Blockwise:
         if device is None:
             device = generator.device if generator is not None else torch.device("cpu")
         clean = self.inner.process.rate_matrix.num_clean_states
-        tokens = _prompt(prefix, batch_size, length, clean, torch.device(device))
+        tokens = check_prefix(prefix, batch_size, length, clean, torch.device(device)).clone()
         valid = isinstance(stop_token, int) and not isinstance(stop_token, bool) and 0 <= stop_token < clean
         if stop_token is not None and not valid:
             raise ValueError(f"stop_token must be None or a token id in [0, {clean}), got {stop_token!r}")
@@ -302,21 +302,3 @@ def _on_window(model: Model, context: Tensor) -> Model:
         return model
     kind = Denoiser if isinstance(model, Denoiser) else ConcreteScore
     return kind(fn, log=model.log, positions=True)
-
-
-def _prompt(prefix: Tensor | None, batch_size: int, length: int, clean: int, device: torch.device) -> Tensor:
-    """The prompt as (B, P) long on device (P = 0 without one), checked: clean ids, P <= length."""
-    if prefix is None:
-        return torch.zeros(batch_size, 0, dtype=torch.long, device=device)
-    if not isinstance(prefix, Tensor) or prefix.is_floating_point() or prefix.dim() not in (1, 2):
-        raise ValueError("prefix must be a long tensor of shape (P,) or (batch_size, P)")
-    prefix = prefix.to(device).long()
-    if prefix.dim() == 1:
-        prefix = prefix.expand(batch_size, -1)
-    if prefix.shape[0] != batch_size:
-        raise ValueError(f"prefix has {prefix.shape[0]} rows, expected batch_size = {batch_size}")
-    if prefix.shape[1] > length:
-        raise ValueError(f"prefix of length {prefix.shape[1]} does not fit in length {length}; shorten it")
-    if prefix.numel() and bool(((prefix < 0) | (prefix >= clean)).any()):
-        raise ValueError(f"prefix must hold clean token ids in [0, {clean})")
-    return prefix.clone()

@@ -8,6 +8,8 @@ import csv
 import os
 from pathlib import Path
 
+import pytest
+
 from cli.main import main
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -102,3 +104,15 @@ def make_checkpoint(root: Path, config: str = "sedd.yaml", network: str = "model
 def make_labelled_checkpoint(root: Path, corpus: Path, config: str, network: str, *extra: str) -> Path:
     """make_checkpoint in root on a labelled_corpus with data.labels: directory (classes comedy and tragedy)."""
     return make_checkpoint(root, config, network, f"--data.paths={corpus}", "--data.labels=directory", *extra)
+
+
+def one_line_error(capsys, args: list[str]) -> str:
+    """The one `error:` line of a command that must fail with exit status 2 and no traceback (fit may log its
+    start before it)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    return errors[0]

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -35,6 +36,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 import torchmetrics
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import Tensor, nn
 
 import losses
@@ -48,6 +50,7 @@ from models.pretrained.native import CONFIG_KEY, record_of
 from training.ema import frozen_copy, update_average
 from training.lr_schedule import Decay, warmup_decay
 
+EVAL_MODE_WARNING = r"Found \d+ module\(s\) in eval mode at the start of training"  # Lightning, at fit start
 LABEL_DROPOUT_STREAM = 2  # seeds the label dropout of a step apart from its other noise (seed, step, rank, 2)
 FUSED_ADAMW_DEVICES = ("cpu", "cuda", "mps", "xpu")  # device types with torch's fused AdamW kernel (torch >= 2.4)
 
@@ -94,6 +97,9 @@ class TrainingModule(pl.LightningModule):
         label_dropout: float = 0.1,
     ) -> None:
         super().__init__()
+        # The EMA copy stays in eval mode by design (no dropout in validation and sampling); Lightning warns at
+        # every fit start that modules are in eval mode. This is that one intended case (the filter is idempotent).
+        warnings.filterwarnings("ignore", message=EVAL_MODE_WARNING, category=PossibleUserWarning)
         check_int("model.vocab_size", vocab_size, 1, "link it from the data")
         if isinstance(label_dropout, bool) or not isinstance(label_dropout, (int, float)) or not (
                 0.0 <= label_dropout <= 1.0):
@@ -289,6 +295,12 @@ class TrainingModule(pl.LightningModule):
         elapsed = time.perf_counter() - self._batch_start
         tokens = self.split_batch(batch)[0].numel()
         self.log("train/tokens_per_s", tokens * self.trainer.world_size / max(elapsed, 1e-9))
+        self.log_step()
+
+    def log_step(self) -> None:
+        """Label the row being logged with the optimiser steps taken (global_step; Lightning would label it with
+        the index of the last batch, one less): `step` is the key every Lightning logger reads as the row's step."""
+        self.log("step", float(self.global_step), sync_dist=False)
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         """The optimiser step, then the EMA update (before any callback's on_train_batch_end checkpoints)."""
@@ -329,6 +341,7 @@ class TrainingModule(pl.LightningModule):
         if isinstance(null, Tensor) and null.numel() == nats.numel():
             result.update(label_information(nats.reshape(-1), null.reshape(-1), tokens.reshape(-1)))
         self.validation_result = result
+        self.log_step()
         self.log("val/nats_per_token", total_nats / total_tokens, sync_dist=False)
         self.log("val/bits_per_token", result["bits_per_token"], prog_bar=True, sync_dist=False)
         self.log("val/perplexity_bound", result["perplexity_bound"], sync_dist=False)

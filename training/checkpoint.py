@@ -27,6 +27,7 @@ target (the next save of that checkpoint overwrites it). Nothing is written to t
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -43,6 +44,7 @@ from torch import Tensor
 
 TEMPORARY_SUFFIX = ".partial"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SIGNAL_CONNECTOR_LOGGER = "lightning.pytorch.trainer.connectors.signal_connector"  # logs "Received SIGTERM: N"
 
 
 def _is_remote(path: str | Path) -> bool:
@@ -79,7 +81,9 @@ class AtomicModelCheckpoint(ModelCheckpoint):
 
     Defaults that differ from ModelCheckpoint: save_last=True; save_top_k=None means 0 (no named copies,
     `last.ckpt` only) without a `monitor` and 1 with one; save_on_exception=True (refreshes `last.ckpt`, no
-    extra file). See the module docstring for what is saved when.
+    extra file); enable_version_counter=False: a run resumed in its own folder overwrites its `last.ckpt`
+    (ModelCheckpoint would write `last-v1.ckpt` beside it when its state was saved with other arguments). See the
+    module docstring for what is saved when.
     """
 
     def __init__(
@@ -88,12 +92,13 @@ class AtomicModelCheckpoint(ModelCheckpoint):
         save_last: bool | str | None = True,
         save_top_k: int | None = None,
         save_on_exception: bool = True,
+        enable_version_counter: bool = False,
         **kwargs: Any,
     ) -> None:
         if save_top_k is None:
             save_top_k = 0 if kwargs.get("monitor") is None else 1
         super().__init__(*args, save_last=save_last, save_top_k=save_top_k, save_on_exception=save_on_exception,
-                         **kwargs)
+                         enable_version_counter=enable_version_counter, **kwargs)
         self.stop_signal: signal.Signals | None = None  # the signal that stopped the last fit, if any
         self._previous_handlers: dict[signal.Signals, Any] = {}
 
@@ -157,7 +162,14 @@ class AtomicModelCheckpoint(ModelCheckpoint):
             self.stop_signal = signal.Signals(signum)
             print(f"\n{self.stop_signal.name}: stopping after this step and saving last.ckpt "
                   "(press Ctrl-C again to stop at once)", file=sys.stderr)
-            lightning_sigterm(signum, frame)  # sets trainer.received_sigterm and tells DDP's other processes
+            # Lightning's handler sets trainer.received_sigterm and tells DDP's other processes; its log line
+            # ("Received SIGTERM: 2" for a Ctrl-C) is silenced: the line above says what happened.
+            signal_log = logging.getLogger(SIGNAL_CONNECTOR_LOGGER)
+            disabled, signal_log.disabled = signal_log.disabled, True
+            try:
+                lightning_sigterm(signum, frame)
+            finally:
+                signal_log.disabled = disabled
 
         for signum in STOP_SIGNALS:
             self._previous_handlers[signum] = signal.getsignal(signum)

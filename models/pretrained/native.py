@@ -85,8 +85,9 @@ class Checkpoint:
     section (training.datamodule.TextDataModule's arguments). state_dict: the training module's state (every
     key; for an exported directory, the network's weights under AVERAGE_PREFIX). resumable: it holds the
     optimiser and loop state a resumed fit needs. has_config: the model and data sections were found.
-    hyper_parameters: Lightning's saved hyper-parameters (the training modules save none). class_names: the classes
-    of labelled training data, in class-id order (() for an unconditional model); the network reads C = len of them.
+    hyper_parameters: Lightning's saved hyper-parameters (the training modules save none). global_step: the
+    optimiser steps taken when it was written (None for an exported directory). class_names: the classes of labelled
+    training data, in class-id order (() for an unconditional model); the network reads C = len of them.
     """
 
     path: str
@@ -99,6 +100,7 @@ class Checkpoint:
     resumable: bool = False
     has_config: bool = True
     hyper_parameters: dict[str, Any] = field(default_factory=dict, repr=False)
+    global_step: int | None = None
     class_names: tuple[str, ...] = ()
 
     @property
@@ -166,7 +168,7 @@ def record_of(loaded: dict[str, Any], path: str, option: str = "--ckpt_path") ->
         path=path, kind=kind, vocab_size=stored.get("vocab_size"), module_class=module_class, model=model,
         data=data, state_dict=loaded.get("state_dict") or {}, resumable={"optimizer_states", "loops"} <= set(loaded),
         has_config=bool(text), hyper_parameters=loaded.get("hyper_parameters") or {},
-        class_names=tuple(stored.get("class_names") or ()),
+        global_step=loaded.get("global_step"), class_names=tuple(stored.get("class_names") or ()),
     )
 
 

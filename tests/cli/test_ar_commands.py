@@ -11,23 +11,13 @@ from __future__ import annotations
 import json
 import math
 
-import pytest
 import torch
-from fit_helpers import CONFIGS, TEXT, tiny_args, tiny_corpus
+from fit_helpers import CONFIGS, TEXT, one_line_error, tiny_args, tiny_corpus
 
 import evaluation
 import losses
 from cli.main import main
 from evaluation.restore import load_trained
-
-
-def one_line_error(capsys, *args):
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    assert exit_info.value.code == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), lines
-    return lines[0]
 
 
 def test_validate_reads_an_ar_checkpoint(ar_checkpoint, tmp_path, monkeypatch):
@@ -40,8 +30,8 @@ def test_validate_reads_an_ar_checkpoint(ar_checkpoint, tmp_path, monkeypatch):
 
 def test_wrong_kind_checkpoint_is_a_one_line_error(ar_checkpoint, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    line = one_line_error(capsys, "fit", "-c", str(CONFIGS / "sedd.yaml"), *tiny_args(tiny_corpus(tmp_path)),
-                          f"--ckpt_path={ar_checkpoint}")
+    line = one_line_error(capsys, ["fit", "-c", str(CONFIGS / "sedd.yaml"), *tiny_args(tiny_corpus(tmp_path)),
+                                   f"--ckpt_path={ar_checkpoint}"])
     assert "holds an autoregressive model, but the config builds a diffusion model" in line
 
 
@@ -56,7 +46,7 @@ def test_sample_ar_keeps_the_prefix_and_counts_calls(ar_checkpoint, capsys):
     assert torch.equal(greedy[0], greedy[1]) and torch.equal(greedy[0][0], greedy[0][1])  # argmax: no randomness
     capsys.readouterr()
     for option in ("--steps=4", "--infill=a [MASK] b", "--sampler=euler"):
-        line = one_line_error(capsys, "sample", f"--ckpt_path={ar_checkpoint}", "--device=cpu", option)
+        line = one_line_error(capsys, ["sample", f"--ckpt_path={ar_checkpoint}", "--device=cpu", option])
         assert "diffusion option" in line
 
 
@@ -92,12 +82,12 @@ def test_evaluate_random_orders_report_a_standard_error(sedd_checkpoint, text_fi
 
 
 def test_evaluate_order_errors(ar_checkpoint, sedd_checkpoint, text_file, capsys):
-    line = one_line_error(capsys, "evaluate", f"--ckpt_path={ar_checkpoint}", f"--text={text_file}", "--order=random")
+    line = one_line_error(capsys, ["evaluate", f"--ckpt_path={ar_checkpoint}", f"--text={text_file}", "--order=random"])
     assert "--order needs a diffusion checkpoint" in line
-    line = one_line_error(capsys, "evaluate", f"--ckpt_path={sedd_checkpoint}", f"--text={text_file}", "--orders=3")
+    line = one_line_error(capsys, ["evaluate", f"--ckpt_path={sedd_checkpoint}", f"--text={text_file}", "--orders=3"])
     assert "--order random" in line
-    line = one_line_error(capsys, "evaluate", f"--ckpt_path={sedd_checkpoint}", f"--text={text_file}",
-                          "--order=backwards")
+    line = one_line_error(capsys, ["evaluate", f"--ckpt_path={sedd_checkpoint}", f"--text={text_file}",
+                          "--order=backwards"])
     assert "invalid choice" in line
 
 
@@ -128,11 +118,11 @@ def test_judge_generates_and_times_samples(ar_checkpoint, radd_checkpoint):
 def test_judge_errors(ar_checkpoint, sedd_checkpoint, tmp_path, capsys):
     samples = tmp_path / "samples.txt"
     samples.write_text("a short line\n" + "x" * 40 + "\n", encoding="utf-8")  # 40 chars > max_length 32
-    line = one_line_error(capsys, "evaluate", f"--judge={ar_checkpoint}", f"--samples={samples}", "--device=cpu")
+    line = one_line_error(capsys, ["evaluate", f"--judge={ar_checkpoint}", f"--samples={samples}", "--device=cpu"])
     assert "longer than the judge's context" in line
-    line = one_line_error(capsys, "evaluate", f"--judge={sedd_checkpoint}", f"--samples={samples}", "--device=cpu")
+    line = one_line_error(capsys, ["evaluate", f"--judge={sedd_checkpoint}", f"--samples={samples}", "--device=cpu"])
     assert "--judge needs an autoregressive checkpoint, but it holds a diffusion model" in line
-    line = one_line_error(capsys, "evaluate", f"--samples={samples}", f"--ckpt_path={ar_checkpoint}")
+    line = one_line_error(capsys, ["evaluate", f"--samples={samples}", f"--ckpt_path={ar_checkpoint}"])
     assert "--samples needs --judge" in line
 
 
@@ -142,6 +132,6 @@ def test_judge_with_another_tokenizer_is_a_one_line_error(ar_checkpoint, sedd_ch
     main(["fit", "-c", str(CONFIGS / "ar.yaml"), *tiny_args(tiny_corpus(tmp_path), "models.ARTransformer"),
           "--data.tokenizer=gpt2", "--model.network.hidden_size=8", "--model.network.num_heads=1"])
     (gpt2_judge,) = tmp_path.glob("logs/lightning_logs/version_*/checkpoints/last.ckpt")
-    line = one_line_error(capsys, "evaluate", f"--judge={gpt2_judge}", f"--ckpt_path={sedd_checkpoint}",
-                          "--device=cpu", "--num_samples=2", "--steps=2")
+    line = one_line_error(capsys, ["evaluate", f"--judge={gpt2_judge}", f"--ckpt_path={sedd_checkpoint}",
+                          "--device=cpu", "--num_samples=2", "--steps=2"])
     assert "tokenizer 'gpt2'" in line and "'char'" in line

@@ -6,13 +6,16 @@ must fail before training with one line that names what to change.
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 import yaml
 from fit_helpers import CONFIGS, read_metrics, tiny_args, tiny_corpus
 
 from cli.main import main
-from models.pretrained.native import CONFIG_KEY
+from models.pretrained.native import CONFIG_KEY, import_object
+from training.base_module import TrainingModule
 
 
 @pytest.mark.parametrize("config", ["sedd.yaml", "radd.yaml", "sedd-uniform.yaml", "sedd-small-gpu.yaml", "ar.yaml"])
@@ -27,6 +30,10 @@ def test_print_config_lists_every_section(config, capsys, monkeypatch, tmp_path)
     assert printed["model"]["class_path"].startswith("training.")
     assert "vocab_size" not in model  # linked from the data module, written once
     assert model["network"]["class_path"].startswith("models.")
+    # every constructor argument of the module and of TrainingModule (the shared ones, declared there once)
+    module_class = import_object(printed["model"]["class_path"], "test")
+    expected = {name for cls in (module_class, TrainingModule) for name in inspect.signature(cls).parameters}
+    assert expected - {"vocab_size", "shared"} == set(model)
 
 
 @pytest.mark.parametrize(

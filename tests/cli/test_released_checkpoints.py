@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fit_helpers import CONFIGS, TEXT, tiny_args, tiny_corpus
+from fit_helpers import CONFIGS, TEXT, one_line_error, tiny_args, tiny_corpus
 from pretrained_reference import (
     TINY,
     mdlm_hub_config,
@@ -45,15 +45,6 @@ def released(tmp_path_factory) -> dict[str, Path]:
     return {"sedd": sedd, "radd": radd, "mdlm": mdlm, "text": text}
 
 
-def one_line_error(capsys, args: list[str]) -> str:
-    """The one `error:` line of a command that must fail with exit status 2 (fit logs its start before it)."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "Traceback" not in err, err
-    return errors[0]
 
 
 @pytest.mark.parametrize("layout", ["sedd", "radd", "mdlm"])

@@ -8,6 +8,7 @@ Runs use the tiny model and corpus of test_cli (a few seconds each).
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -21,9 +22,15 @@ from fit_helpers import CONFIGS, read_metrics, tiny_args, tiny_corpus
 from test_resume import TEXT
 
 from cli.main import main
+from training.checkpoint import SIGNAL_CONNECTOR_LOGGER
 from training.module import DiffusionModule
 
 ROOT = Path(__file__).resolve().parents[2]
+# These runs stop mid-epoch on purpose and resume with another checkpoint interval; Lightning says so each time.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:You're resuming from a checkpoint that ended before the epoch ended"),
+    pytest.mark.filterwarnings("ignore:Be aware that when using `ckpt_path`, callbacks used to create"),
+]
 
 
 def fit(corpus: Path, steps: int, *extra: str):
@@ -40,14 +47,27 @@ def last_step(root: Path, version: str = "version_0") -> int:
 
 
 def assert_resume_continues(root: Path, corpus: Path, start: int, steps: int) -> None:
-    """Resume from version_0's last.ckpt (at step `start`) to max_steps=steps: version_1 trains steps - start
-    more optimiser steps (one logged train row each) and saves the final one."""
+    """Resume from version_0's last.ckpt (at step `start`) to max_steps=steps: it trains steps - start more
+    optimiser steps in the same folder (one train row each, appended to version_0's metrics after `start`) and
+    saves the final one as the folder's one last.ckpt."""
     last = root / "logs/lightning_logs/version_0/checkpoints/last.ckpt"
     cli = fit(corpus, steps, f"--ckpt_path={last}")
     assert cli.exit_status == 0 and cli.trainer.global_step == steps
-    logged = sorted(int(row["step"]) for row in read_metrics(root, "version_1") if row.get("train/loss"))
-    assert len(logged) == steps - start, logged
-    assert last_step(root, "version_1") == steps
+    logged = sorted(int(row["step"]) for row in read_metrics(root, "version_0") if row.get("train/loss"))
+    assert [step for step in logged if step > start] == list(range(start + 1, steps + 1)), logged
+    assert last_step(root, "version_0") == steps
+    assert checkpoints(root) == ["last.ckpt"] and not (root / "logs/lightning_logs/version_1").exists()
+
+
+class RecordedLog(logging.Handler):
+    """The messages of the records a logger emits."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 def interrupt_at(monkeypatch, step: int, action) -> None:
@@ -93,7 +113,13 @@ def test_signal_stops_after_the_step_saves_and_resumes(signum, status, monkeypat
     corpus = tiny_corpus(tmp_path)
     interrupt_at(monkeypatch, 2, lambda: os.kill(os.getpid(), signum))
     handler_before = signal.getsignal(signum)
-    cli = fit(corpus, 8, "--checkpoint.every_n_train_steps=null")
+    heard = RecordedLog()
+    logging.getLogger(SIGNAL_CONNECTOR_LOGGER).addHandler(heard)
+    try:
+        cli = fit(corpus, 8, "--checkpoint.every_n_train_steps=null")
+    finally:
+        logging.getLogger(SIGNAL_CONNECTOR_LOGGER).removeHandler(heard)
+    assert not [text for text in heard.messages if "Received SIGTERM" in text]  # our line names the signal
     assert cli.exit_status == status
     assert cli.trainer.global_step == 3  # the step under way when the signal came was completed
     assert last_step(tmp_path) == 3

@@ -4,7 +4,7 @@ Reference: the eager network with the same weights, on the same noisy batch, thr
 `loss_output` (packed outputs). The graph capture (TorchDynamo and AOT autograd, the part that meets this
 package's code: the in-place shift, the custom autograd Functions, the boolean `where`) runs with the
 "aot_eager" backend, which takes seconds; inductor's code generation is torch's own (minutes on 2 cores, so
-it is measured in docs/training.md, not run here).
+it is measured in docs/experiments.md, not run here).
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ import losses
 import models
 from evaluation.bounds import loss_output
 from training.module import DiffusionModule
+
+# torch's own graph capture calls an API torch deprecates (torch.jit.script_method); not this project's code.
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 
 
 def _network(n: int) -> models.DiT:

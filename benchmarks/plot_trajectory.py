@@ -5,7 +5,7 @@ each state against the forward marginal 1 - e^{-sigma-bar(t)} = (1 - eps) t of t
 The model is the exact denoiser of a product law (position i is token i mod V with probability 0.8, else uniform),
 so that p(x0^i | x_t) is known at every mask without a trained network and the picture shows the sampler alone.
 
-    PYTHONPATH=. python docs/plot_trajectory.py      # writes docs/trajectory.png (a few seconds on a CPU)
+    python -m benchmarks.plot_trajectory      # writes docs/trajectory.png (a few seconds on a CPU)
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def main() -> None:
     right.legend(frameon=False)
     figure.suptitle(f"EulerSampler on Absorbing({VOCAB}) with LogLinear(eps=1e-3), L = {LENGTH}, seed {SEED}")
     figure.tight_layout()
-    out = Path(__file__).resolve().parent / "trajectory.png"
+    out = Path(__file__).resolve().parents[1] / "docs" / "trajectory.png"
     figure.savefig(out, dpi=110)
     print(f"wrote docs/{out.name}")
 
