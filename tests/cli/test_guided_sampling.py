@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from fit_helpers import one_line_error
 
 import samplers
 from cli.main import main
@@ -16,16 +17,6 @@ from evaluation.judge import read_samples
 from evaluation.restore import load_trained
 
 ABSORBING_SAMPLERS = ("euler", "tweedie", "tau-leaping", "first-hitting", "trapezoidal", "rk2", "remdm")
-
-
-def failing(args: list[str], capsys) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 def test_the_conditional_samples_are_the_network_read_at_the_label(genre_sedd_checkpoint):
@@ -92,8 +83,8 @@ def test_bad_guidance_options_are_one_line_errors_and_write_nothing(
         options = [option.replace(key, value) for option in options]
         expected = expected.replace(key, value)
     out = tmp_path / "out.txt"
-    line = failing(["sample", f"--ckpt_path={genre_sedd_checkpoint}", "--device=cpu", f"--output={out}", *options],
-                   capsys)
+    line = one_line_error(capsys, ["sample", f"--ckpt_path={genre_sedd_checkpoint}", "--device=cpu", f"--output={out}",
+                                   *options])
     assert expected in line
     assert not out.exists()
 
@@ -102,14 +93,15 @@ def test_a_label_for_an_unconditional_or_autoregressive_checkpoint_and_a_classif
         sedd_checkpoint, ar_checkpoint, genre_classifier_checkpoint, tmp_path, capsys):
     out = tmp_path / "out.txt"
     common = ["--device=cpu", f"--output={out}"]
-    line = failing(["sample", f"--ckpt_path={sedd_checkpoint}", *common, "--label=comedy"], capsys)
+    line = one_line_error(capsys, ["sample", f"--ckpt_path={sedd_checkpoint}", *common, "--label=comedy"])
     assert "was trained without labels (an unconditional model)" in line and "--classifier" in line
-    line = failing(["sample", f"--ckpt_path={ar_checkpoint}", *common, "--label=comedy", "--guidance=2"], capsys)
+    line = one_line_error(capsys, ["sample", f"--ckpt_path={ar_checkpoint}", *common, "--label=comedy", "--guidance=2"])
     assert "--label: guided sampling is for diffusion checkpoints" in line
-    line = failing(["sample", f"--ckpt_path={genre_classifier_checkpoint}", *common], capsys)
+    line = one_line_error(capsys, ["sample", f"--ckpt_path={genre_classifier_checkpoint}", *common])
     assert "--ckpt_path holds a classifier of noisy sequences" in line
     text = tmp_path / "text.txt"
     text.write_text("a merry fool laughs and sings, hey nonny nonny.\n" * 4, encoding="utf-8")
-    line = failing(["evaluate", f"--ckpt_path={genre_classifier_checkpoint}", f"--text={text}", *common], capsys)
+    line = one_line_error(capsys, ["evaluate", f"--ckpt_path={genre_classifier_checkpoint}", f"--text={text}",
+                                   *common])
     assert "--ckpt_path holds a classifier of noisy sequences, which has no likelihood" in line
     assert not out.exists()
