@@ -62,6 +62,9 @@ def run(arguments: argparse.Namespace) -> Evaluation:
     check_output(arguments.output)
     TextCorpus(arguments.text, argument="--text")  # a missing file fails before the checkpoint is read
     trained = load_trained(arguments.ckpt_path, arguments.config, check_device(arguments.device))
+    if trained.kind == "classifier":
+        raise ValueError("--ckpt_path holds a classifier of noisy sequences, which has no likelihood; evaluate a "
+                         "diffusion or autoregressive checkpoint")
     seq_len = trained.seq_len if arguments.seq_len is None else arguments.seq_len
     trained.check_length(seq_len, "--seq_len")
     result = evaluate(

@@ -125,6 +125,7 @@ class DiffusionCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.vocab_size", "model.init_args.vocab_size", apply_on="instantiate")
+        parser.link_arguments("data.class_names", "model.init_args.class_names", apply_on="instantiate")
         parser.set_defaults({"model": {"class_path": DEFAULT_MODEL}})
         parser.add_lightning_class_args(AtomicModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(SampleLogger, "samples")
@@ -302,7 +303,11 @@ class DiffusionCLI(LightningCLI):
             lines.append(f"  last validation: {values}")
         if checkpoint:
             program = command_name()
-            lines.append(f"  sample from it: {program} sample --ckpt_path {shlex.quote(checkpoint)}")
+            if getattr(self.model, "KIND", "") == "classifier":
+                lines.append(f"  guide with it:  {program} sample --ckpt_path MODEL --classifier "
+                             f"{shlex.quote(checkpoint)} --label {self.model.class_names[0]} --guidance 1")
+            else:
+                lines.append(f"  sample from it: {program} sample --ckpt_path {shlex.quote(checkpoint)}")
             if self.exit_status:
                 resume = [*without_option(self.command_line, "--ckpt_path"), f"--ckpt_path={checkpoint}"]
                 lines.append(f"  resume it:      {program} {shlex.join(resume)}")

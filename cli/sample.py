@@ -5,6 +5,7 @@
         [--steps 128] [--num_samples 4] [--length 128] [--stop] [--stride S]
         [--seed 0] [--prefix "ROMEO:" | --suffix "..." | --infill "The [MASK] of [MASK]"]
         [--temperature 1.0 --top_k K --top_p P --greedy] [--output FILE] [--config cfg.yaml] [--device cpu]
+        [--label NAME [--guidance GAMMA] [--classifier classifier.ckpt]]
 
 The model is restored from the checkpoint (evaluation.load_trained) and sampled with its EMA weights
 (evaluation.generation). A prompt is a template: fixed text with [MASK] gaps (evaluation.prompts); `--prefix P`
@@ -23,6 +24,15 @@ On an autoregressive checkpoint (configs/ar.yaml) the samples are drawn ancestra
 call (samplers.ancestral_sample), with the same --temperature / --top_k / --top_p / --greedy and a --prefix
 (encoded as a whole, kept verbatim); --sampler, --steps, --stride, --suffix and --infill are diffusion options
 and are refused in one line.
+
+Guided sampling (evaluation.guidance): `--label NAME --guidance GAMMA` draws class NAME of a checkpoint trained on
+labelled data (configs/sedd-genre.yaml, configs/radd-genre.yaml) with classifier-free guidance of weight GAMMA
+(default 1, the conditional model; 0 the unconditional one; > 1 sharper), with every sampler; `--classifier PATH`
+(a checkpoint of configs/classifier-genre.yaml) guides the model's unconditional score with that classifier of
+noisy sequences instead (predictor guidance), for unconditional checkpoints too. The label and weight are written
+in the footer. An unknown label (the known ones are listed), a label for an unconditional checkpoint without a
+classifier, a negative or non-finite weight and guidance options for an autoregressive checkpoint are refused in
+one line, before anything is written.
 
 Beside each sample the command prints the unigram entropy (nats) of its generated positions
 (`samplers.unigram_entropy`; a collapsing model repeats tokens and shows a low entropy) and, at the end, the
@@ -51,6 +61,7 @@ from evaluation.generation import (
     sampler_classes,
     stop_lengths,
 )
+from evaluation.guidance import Guidance, check_guidance, guided_model, resolve_label
 from evaluation.prompts import MASK, prompt_template
 from evaluation.restore import TrainedModel, load_trained
 
@@ -108,6 +119,11 @@ def build_parser() -> CommandParser:
     parser.add_argument("--top_k", type=int, help="draw destinations among the k most likely tokens")
     parser.add_argument("--top_p", type=float, help="draw destinations from the nucleus of mass p")
     parser.add_argument("--greedy", action="store_true", default=None, help="take the most likely destination")
+    parser.add_argument("--label", help="draw this class (a checkpoint trained with data.labels, or --classifier's)")
+    parser.add_argument("--guidance", type=float, help="guidance weight gamma >= 0 with --label (default 1: the "
+                        "conditional model; 0: unconditional; > 1: sharper towards the class)")
+    parser.add_argument("--classifier", help="with --label: a classifier of noisy sequences (configs/classifier-genre"
+                        ".yaml) that guides the model's unconditional score (predictor guidance)")
     parser.add_argument("--output", help="file to write (default: stdout)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
     return parser
@@ -121,11 +137,16 @@ def run(arguments: argparse.Namespace) -> Samples:
     if arguments.length is not None and arguments.length < 1:
         raise ValueError(f"--length must be a positive integer (tokens per sample), got {arguments.length}")
     template = prompt_template(arguments.prefix, arguments.suffix, arguments.infill)
+    check_guidance_options(arguments)
     check_output(arguments.output)
     device = check_device(arguments.device)
     trained = load_trained(arguments.ckpt_path, arguments.config, device)
+    if trained.kind == "classifier":
+        raise ValueError("--ckpt_path holds a classifier of noisy sequences; give a diffusion checkpoint as "
+                         "--ckpt_path and the classifier as --classifier")
     if trained.kind == "autoregressive":
         return run_autoregressive(arguments, trained)
+    guidance, model = guidance_of(arguments, trained)
     arguments.sampler = arguments.sampler or "euler"
     sampler_class = resolve_sampler(arguments.sampler)
     options = parse_sampler_options(arguments.sampler_option)
@@ -138,16 +159,49 @@ def run(arguments: argparse.Namespace) -> Samples:
     length = trained.seq_len if arguments.length is None else arguments.length
     sampler = build_sampler(sampler_class, trained.process, options, arguments.sampler)
     samples = generate_samples(trained, sampler, arguments.num_samples, length, arguments.seed, template,
-                               stop=arguments.stop, stride=arguments.stride)
+                               stop=arguments.stop, stride=arguments.stride, sampling_model=model)
     steps = "exact" if getattr(sampler, "steps", None) is None else f"{sampler.steps} steps"
     description = (f"{arguments.sampler}, {steps}, {samples.how}, {arguments.num_samples} x {length} tokens, "
                    f"seed {arguments.seed}")
+    if guidance is not None:
+        description = f"{description}, {guidance.describe()}"
     text = format_samples(samples, description)
     write_output(text, arguments.output)
     return samples
 
+def check_guidance_options(arguments: argparse.Namespace) -> None:
+    """Raise ValueError (one line) for --guidance or --classifier without --label, and a bad --guidance."""
+    if arguments.label is None:
+        for flag in ("guidance", "classifier"):
+            if getattr(arguments, flag) is not None:
+                raise ValueError(f"--{flag} steers the samples towards a class; give the class with --label NAME")
+    if arguments.guidance is not None:
+        check_guidance(arguments.guidance)
+
+
+def guidance_of(arguments: argparse.Namespace, trained: TrainedModel) -> tuple[Guidance | None, Any]:
+    """The guidance the options ask for and the guided model (evaluation.guidance.guided_model); (None, None)
+    without --label."""
+    if arguments.label is None:
+        return None, None
+    gamma = 1.0 if arguments.guidance is None else arguments.guidance
+    classifier = None
+    if arguments.classifier is not None:
+        classifier = load_trained(arguments.classifier, None, trained.device)
+        classifier.require_kind("classifier", "--classifier")
+        label = resolve_label(arguments.label, classifier.class_names, f"--classifier {arguments.classifier}")
+    else:
+        label = resolve_label(arguments.label, trained.class_names, f"--ckpt_path {arguments.ckpt_path}")
+    model = guided_model(trained, label, gamma, classifier)
+    return Guidance(label, arguments.label, gamma, arguments.classifier), model
+
+
 def run_autoregressive(arguments: argparse.Namespace, trained: TrainedModel) -> Samples:
     """The sample command on an autoregressive checkpoint: ancestral draws after an optional --prefix."""
+    for name, flag in (("label", "--label"), ("guidance", "--guidance"), ("classifier", "--classifier")):
+        if getattr(arguments, name) is not None:
+            raise ValueError(f"{flag}: guided sampling is for diffusion checkpoints, but --ckpt_path holds an "
+                             "autoregressive model; sample it without --label, --guidance and --classifier")
     for name, flag in (("sampler", "--sampler"), ("steps", "--steps"), ("suffix", "--suffix"), ("infill", "--infill"),
                        ("sampler_option", SAMPLER_OPTION), ("stride", "--stride")):
         if getattr(arguments, name):

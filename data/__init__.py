@@ -5,12 +5,14 @@
 - token files (data/tokens.py): a corpus tokenised once into a uint16 array on disk, read through np.memmap.
 - `TokenBlocks`, `split_blocks` (data/blocks.py): blocks of seq_len tokens and the seeded train/validation split.
 - `TextBlocks` (data/text_blocks.py): all of the above from the arguments of the training data module.
+- labels (data/labels.py, data/shakespeare_works.py): a class per document (the embedded works by genre or work, a
+  user's corpus by directory or mapping file) carried to the blocks; `LabelledBlocks` yields (tokens, label).
 - `unigram_log_probs` (data/unigram.py): the unigram model of the training blocks.
 
 The Lightning data module of `lightning fit` is training.datamodule.TextDataModule, built on `TextBlocks`.
 """
 
-from data.blocks import BlockSplit, TokenBlocks, split_blocks, validation_block_count
+from data.blocks import BlockSplit, LabelledBlocks, TokenBlocks, split_blocks, validation_block_count
 from data.corpus import TextCorpus, default_corpus_documents, default_corpus_path
 from data.text_blocks import TextBlocks
 from data.tokenizers import END_OF_TEXT, CharTokenizer, GPT2Tokenizer, Tokenizer, tokenizer_from_name
@@ -21,6 +23,7 @@ __all__ = [
     "BlockSplit",
     "CharTokenizer",
     "GPT2Tokenizer",
+    "LabelledBlocks",
     "TextBlocks",
     "TextCorpus",
     "TokenBlocks",

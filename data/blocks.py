@@ -75,3 +75,21 @@ class TokenBlocks(Dataset[Tensor]):
         state = self.__dict__.copy()
         state["_tokens"] = None
         return state
+
+
+class LabelledBlocks(Dataset[tuple[Tensor, Tensor]]):
+    """The blocks of `blocks` with one class label each: item i is (LongTensor (seq_len,), LongTensor () label),
+    so that a DataLoader yields (tokens (B, seq_len), labels (B,)). labels: (len(blocks),) int class ids, aligned
+    with blocks.blocks (data/labels.py)."""
+
+    def __init__(self, blocks: TokenBlocks, labels: np.ndarray) -> None:
+        if len(labels) != len(blocks):
+            raise ValueError(f"labels: {len(labels)} labels for {len(blocks)} blocks; give one label per block")
+        self.blocks = blocks
+        self.labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        return self.blocks[index], self.labels[index]

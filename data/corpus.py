@@ -86,6 +86,12 @@ class TextCorpus:
 
     def documents(self) -> Iterator[str]:
         """Each non-blank document of each file, in order (files are read one at a time)."""
+        for _, document in self.documents_with_files():
+            yield document
+
+    def documents_with_files(self) -> Iterator[tuple[Path, str]]:
+        """(file, document) for each non-blank document of each file, in order: `documents` with the file each
+        document comes from (a document's label may be its file's, data/labels.py)."""
         for path in self.files:
             try:
                 with _open_text(path) as handle:
@@ -97,7 +103,7 @@ class TextCorpus:
                 ) from None
             for document in text.split(DOCUMENT_SEPARATOR):
                 if document.strip():
-                    yield document
+                    yield path, document
 
     def fingerprint(self) -> str:
         """sha256 (hex) over the sha256 of each file's bytes, in order: changes when any content does."""

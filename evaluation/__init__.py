@@ -8,19 +8,25 @@
   templates, samples of any length (whole, block by block, semi-autoregressive windows; `writing_plan`).
 - judging (evaluation/judge.py, evaluation/generative_perplexity.py): generative perplexity under an AR judge.
 - `training_data` (evaluation/training_data.py): the blocks a model was trained on.
+- guidance (evaluation/guidance.py): the guided model of `lightning sample --label NAME --guidance GAMMA`; the class
+  judge (evaluation/class_judge.py): a naive Bayes of the training blocks and their labels.
 """
 
 from evaluation.bounds import RatioEstimate, prior_nats, ratio_estimate, sequence_negative_elbo
+from evaluation.class_judge import ClassVerdict, judge_class, naive_bayes_judge
 from evaluation.generation import Samples, build_sampler, draw_samples, generate_samples, resolve_sampler
 from evaluation.generative_perplexity import GenerativePerplexity, generative_perplexity
+from evaluation.guidance import Guidance, guided_model, resolve_label
 from evaluation.judge import JudgeReport, judge_file, judge_model, judge_tokens
 from evaluation.likelihood import Evaluation, evaluate
 from evaluation.restore import TrainedModel, load_trained
 from evaluation.training_data import training_data, validation_blocks
 
 __all__ = [
+    "ClassVerdict",
     "Evaluation",
     "GenerativePerplexity",
+    "Guidance",
     "JudgeReport",
     "RatioEstimate",
     "Samples",
@@ -30,12 +36,16 @@ __all__ = [
     "evaluate",
     "generate_samples",
     "generative_perplexity",
+    "guided_model",
+    "judge_class",
     "judge_file",
     "judge_model",
     "judge_tokens",
     "load_trained",
+    "naive_bayes_judge",
     "prior_nats",
     "ratio_estimate",
+    "resolve_label",
     "resolve_sampler",
     "sequence_negative_elbo",
     "training_data",

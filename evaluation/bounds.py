@@ -65,7 +65,8 @@ def seeded_noise(loss: DiffusionLoss, x0: Tensor, num_time_samples: int, antithe
         Tensor, Tensor]:
     """Times and noisy sequences with each sequence's noise seeded by (seed_parts, hash of the sequence).
 
-    x0: (B, L) long. For every row, loss.draw_noise of K = num_time_samples copies of it, the times from a CPU
+    x0: (B, L) long. loss: a DiffusionLoss, or anything with its draw_noise (training.classifier.UniformTimeNoise).
+    For every row, loss.draw_noise of K = num_time_samples copies of it, the times from a CPU
     generator (sample_time(K, antithetic=...) for most losses; one time per block for losses.BlockDiffusionLoss)
     and x_t from a generator on x0's device. Returns the times (B K,) (or (B K, blocks)) and x_t (B K, L), rows
     grouped by sequence. Invariant to the order and the batching of the rows.

@@ -157,12 +157,14 @@ def generate_samples(
     stop: bool = False,
     stride: int | None = None,
     cache: bool = True,
+    sampling_model: samplers.ConcreteScore | samplers.Denoiser | None = None,
 ) -> Samples:
     """num_samples sequences of `length` tokens from the EMA weights, the prompt `template` held fixed, drawn as
     evaluation.windows.writing_plan says (whole, block by block, or in semi-autoregressive windows; `sampler`
     draws each sequence, block or window). stop: end each sample at its first generated end-of-text token
-    (Samples.lengths; a text drawn left to right stops drawing it). stride, cache: writing_plan's."""
-    plan = writing_plan(trained, sampler, length, stride, cache)
+    (Samples.lengths; a text drawn left to right stops drawing it). stride, cache: writing_plan's.
+    sampling_model: the model the sampler reads (None: trained.sampling_model(); a guided one: evaluation.guidance)."""
+    plan = writing_plan(trained, sampler, length, stride, cache, sampling_model)
     device = trained.device
     generator = torch.Generator(device=device).manual_seed(seed)
     stop_token = trained.tokenizer.eot_id if stop else None
@@ -219,9 +221,11 @@ def draw_samples(
     seed: int = 0,
     sampler: str = "euler",
     options: dict[str, object] | None = None,
+    sampling_model: samplers.ConcreteScore | samplers.Denoiser | None = None,
 ) -> DrawnSamples:
     """`num_samples` samples of `length` tokens from `model`'s EMA weights, timed: ancestral for an AR model,
-    else the sampler named `sampler` (resolve_sampler) built with `options` (e.g. {"steps": 16}).
+    else the sampler named `sampler` (resolve_sampler) built with `options` (e.g. {"steps": 16}), reading
+    `sampling_model` (None: model.sampling_model(); a guided model: evaluation.guidance.guided_model).
 
     Raises ValueError (one line) for a length the network does not accept, an unknown sampler or option, and
     sampler options given for an AR model.
@@ -236,7 +240,7 @@ def draw_samples(
         tokens, nfe, label = result.tokens.cpu(), float(result.nfe), "ancestral"
     else:
         built = build_sampler(resolve_sampler(sampler), model.process, dict(options or {}), sampler)
-        samples = generate_samples(model, built, num_samples, length, seed)
+        samples = generate_samples(model, built, num_samples, length, seed, sampling_model=sampling_model)
         tokens = samples.tokens.clamp(max=model.tokenizer.vocab_size - 1)  # a mask left reads as end-of-text
         steps = getattr(built, "steps", None)
         nfe, label = float(samples.nfe), f"{sampler}, {'exact' if steps is None else steps} steps"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +42,15 @@ DATA_DEFAULTS = inspect.signature(TextBlocks).parameters  # the data defaults, f
 class TrainedModel:
     """A model restored for inference, with what it was trained on.
 
-    network: the EMA network in eval mode. kind: "diffusion" or "autoregressive". tokenizer, tokenizer_name: the
+    network: the EMA network in eval mode. kind: "diffusion", "autoregressive" or "classifier" (of noisy sequences,
+    for predictor guidance: network(x_t, sigma-bar) -> (B, C) log p(c | x_t)). tokenizer, tokenizer_name: the
     data's tokenizer ("gpt2", "char"). seq_len: the training block length. source: the path it was read from.
-    process, loss: the forward process and the training loss (diffusion models). estimator: the validation
-    estimator (losses.MaskedCountEstimator on the absorbing chain with val_estimator auto/masked_count, else
-    None: stratified times). packed: ask the network only for the outputs the loss reads. time_samples: the draws
-    per sequence of the run's validation (1 for an exact likelihood). seed: the run's noise seed. data: the
-    training run's `data` section ({} when unknown).
+    process, loss: the forward process (diffusion models and classifiers) and the training loss (diffusion models).
+    estimator: the validation estimator (losses.MaskedCountEstimator on the absorbing chain with val_estimator
+    auto/masked_count, else None: stratified times). packed: ask the network only for the outputs the loss
+    reads. time_samples: the draws per sequence of the run's validation (1 for an exact likelihood). seed: the
+    run's noise seed. data: the training run's `data` section ({} when unknown). class_names: the classes a
+    conditional network reads (labels 0..C-1, C = len(class_names) the null label); () for an unconditional model.
     """
 
     network: nn.Module
@@ -63,6 +66,7 @@ class TrainedModel:
     time_samples: int = 1
     seed: int = 0
     data: dict[str, Any] = field(default_factory=dict)
+    class_names: tuple[str, ...] = ()
     _prior: losses.PriorKL | None = field(default=None, init=False, repr=False)
 
     @property
@@ -108,13 +112,20 @@ class TrainedModel:
         self.require_kind("diffusion", "sampling with a reverse-time sampler")
         return samplers.network_model(self.network, self.loss.output_kind)
 
+    @property
+    def num_classes(self) -> int:
+        """C, the classes of a conditional network (0: unconditional); C is its null label."""
+        return len(self.class_names)
+
     @torch.no_grad()
-    def negative_elbo_draws(self, x0: Tensor, num_draws: int, seed: int) -> Tensor:
+    def negative_elbo_draws(self, x0: Tensor, num_draws: int, seed: int, label: Tensor | None = None) -> Tensor:
         """(B, K) negative-ELBO draws (nats) of x0 (B, L), seeded by (seed, sequence content)
         (evaluation.bounds.sequence_negative_elbo of loss.bound() with the validation estimator, as the training
-        module's validation); the prior term is not included."""
+        module's validation); the prior term is not included. label: (B,) long classes of a conditional network
+        (None: the null label)."""
+        network = self.network if label is None else partial(self.network, label=label.repeat_interleave(num_draws))
         return sequence_negative_elbo(
-            self.loss, self.network, x0, num_draws, seed, estimator=self.estimator, packed=self.packed
+            self.loss, network, x0, num_draws, seed, estimator=self.estimator, packed=self.packed
         )
 
     def prior_nats(self, x0: Tensor) -> Tensor:
@@ -124,10 +135,11 @@ class TrainedModel:
         return prior_nats(self.loss, self._prior, x0)
 
     @torch.no_grad()
-    def sequence_nats(self, x0: Tensor) -> Tensor:
-        """(B,) float64 exact -log p_theta(x0) of an autoregressive model, x0: (B, L) long."""
+    def sequence_nats(self, x0: Tensor, label: Tensor | None = None) -> Tensor:
+        """(B,) float64 exact -log p_theta(x0[ | label]) of an autoregressive model, x0: (B, L) long, label: (B,) long
+        classes of a conditional network (None: unconditional)."""
         self.require_kind("autoregressive", "an exact likelihood")
-        return self.network.nll(x0).double()
+        return (self.network.nll(x0) if label is None else self.network.nll(x0, label=label)).double()
 
     @torch.no_grad()
     def generate_ancestral(
@@ -205,8 +217,10 @@ def load_trained(
     seq_len = info.seq_len or DATA_DEFAULTS["seq_len"].default
     trained = TrainedModel(
         network=network, kind=info.kind, tokenizer=tokenizer, tokenizer_name=tokenizer_name, seq_len=seq_len,
-        source=str(ckpt_path), data=data,
+        source=str(ckpt_path), data=data, class_names=tuple(getattr(info, "class_names", ())),
     )
+    if info.kind == "classifier":
+        trained.process = network.process
     if info.kind == "diffusion":
         trained.process = network.process
         loss = settings.get("loss", info.loss)

@@ -61,13 +61,20 @@ class WritingPlan:
 
 
 def writing_plan(
-    trained: TrainedModel, inner: samplers.Sampler, length: int, stride: int | None = None, cache: bool = True
+    trained: TrainedModel,
+    inner: samplers.Sampler,
+    length: int,
+    stride: int | None = None,
+    cache: bool = True,
+    sampling_model: samplers.ConcreteScore | samplers.Denoiser | None = None,
 ) -> WritingPlan:
     """The plan (module docstring) for `length` tokens of the diffusion model `trained` with the sampler `inner`.
 
     stride: the tokens each semi-autoregressive window adds, 1 <= stride < seq_len (default seq_len // 2: half a
     window of context); only for a plain absorbing-chain model past seq_len. cache: the key/value cache of a block model
-    (False recomputes the context at every call: the same samples, slower). Raises ValueError (one line, naming
+    (False recomputes the context at every call: the same samples, slower). sampling_model: what a plain model's
+    sampler reads (None: trained.sampling_model(); a guided model, evaluation.guidance); a block model reads its
+    network. Raises ValueError (one line, naming
     --length or --stride) for a length a plain model on another chain cannot write, or a stride it does not use.
     """
     trained.require_kind("diffusion", "sampling with a reverse-time sampler")
@@ -76,6 +83,9 @@ def writing_plan(
         raise ValueError(f"--length must be a positive integer, got {length!r}")
     network = trained.network
     if isinstance(network, samplers.BlockModel):
+        if sampling_model is not None:
+            raise ValueError("guided sampling (--label) is for plain diffusion models; a block diffusion model is "
+                             "sampled block by block from its own network; leave --label out")
         if stride is not None:
             raise ValueError(
                 f"--stride is for semi-autoregressive windows of a plain masked model; this block diffusion model "
@@ -90,7 +100,7 @@ def writing_plan(
         if stride is not None:
             raise ValueError(f"--stride is used past the trained seq_len={window} only; --length {length} is drawn "
                              "as one sequence; leave --stride out or raise --length")
-        return WritingPlan(WHOLE, inner, trained.sampling_model(), window)
+        return WritingPlan(WHOLE, inner, sampling_model or trained.sampling_model(), window)
     if not trained.process.rate_matrix.score_factorises:
         chain = type(trained.process.rate_matrix).__name__
         raise ValueError(
@@ -103,4 +113,4 @@ def writing_plan(
             raise ValueError(f"--length {length} is past seq_len={window}, and a window of one token keeps no context")
         stride = window // 2
     sampler = samplers.SemiAutoregressiveSampler(inner, stride, window)
-    return WritingPlan(SEMI_AUTOREGRESSIVE, sampler, trained.sampling_model(), window, stride)
+    return WritingPlan(SEMI_AUTOREGRESSIVE, sampler, sampling_model or trained.sampling_model(), window, stride)

@@ -8,7 +8,7 @@ import os
 
 import lightning  # noqa: F401 (see the module docstring)
 import pytest
-from fit_helpers import TEXT, make_checkpoint
+from fit_helpers import LABELLED_FIT, TEXT, labelled_corpus, make_checkpoint, make_labelled_checkpoint
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -46,3 +46,28 @@ def text_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("text") / "eval.txt"
     path.write_text(TEXT[: 6 * 16 - 1], encoding="utf-8")  # with the end-of-text id: 6 sequences of 16 tokens
     return path
+
+
+# Checkpoints trained on one labelled_corpus (classes comedy, tragedy), shared by the training, evaluation, command and
+# benchmark tests of guidance (fit_helpers.LABELLED_FIT).
+@pytest.fixture(scope="session")
+def genre_corpus(tmp_path_factory):
+    return labelled_corpus(tmp_path_factory.mktemp("genre-corpus"))
+
+
+@pytest.fixture(scope="session")
+def genre_sedd_checkpoint(tmp_path_factory, genre_corpus):
+    return make_labelled_checkpoint(tmp_path_factory.mktemp("sedd-genre"), genre_corpus, "sedd-genre.yaml",
+                                    "models.DiT", *LABELLED_FIT)
+
+
+@pytest.fixture(scope="session")
+def genre_radd_checkpoint(tmp_path_factory, genre_corpus):
+    return make_labelled_checkpoint(tmp_path_factory.mktemp("radd-genre"), genre_corpus, "radd-genre.yaml",
+                                    "models.RADDDenoiser", *LABELLED_FIT)
+
+
+@pytest.fixture(scope="session")
+def genre_classifier_checkpoint(tmp_path_factory, genre_corpus):
+    return make_labelled_checkpoint(tmp_path_factory.mktemp("classifier"), genre_corpus, "classifier-genre.yaml",
+                                    "models.NoisyClassifier", *LABELLED_FIT)

@@ -23,6 +23,27 @@ def tiny_corpus(directory: Path, text: str = TEXT) -> Path:
     return path
 
 
+CLASS_TEXTS = {  # a labelled corpus: one directory per class, one file each (data/labels.py, labels: directory)
+    "comedy": "".join(f"Jest {i}: a merry fool laughs and sings, hey nonny {i % 7}.\n" for i in range(40)),
+    "tragedy": "".join(f"Woe {i}: the dying king weeps blood and falls, alas {i % 5}.\n" for i in range(40)),
+}
+
+
+# A high learning rate, no weight averaging and 4 steps, so that the label embedding of a labelled fit has moved from
+# its zero start (the zero output head and adaLN-Zero pass it no gradient before the third step).
+LABELLED_FIT = ("--model.ema_decay=0.0", "--model.lr=0.05", "--model.warmup_steps=0", "--trainer.max_steps=4",
+                "--trainer.val_check_interval=4")
+
+
+def labelled_corpus(directory: Path) -> Path:
+    """directory/classes/<class>/<class>.txt for each class of CLASS_TEXTS (about 2,300 characters each)."""
+    root = directory / "classes"
+    for name, text in CLASS_TEXTS.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        (root / name / f"{name}.txt").write_text(text, encoding="utf-8")
+    return root
+
+
 def tiny_args(corpus: Path, network: str = "models.DiT", steps: int = 2) -> list[str]:
     """Command-line overrides for a 1-layer, 32-wide network on the byte tokenizer, 16-token blocks."""
     args = [
@@ -78,6 +99,11 @@ def make_checkpoint(root: Path, config: str = "sedd.yaml", network: str = "model
         os.chdir(previous)
     (last,) = root.glob("logs/lightning_logs/version_*/checkpoints/last.ckpt")
     return last
+
+
+def make_labelled_checkpoint(root: Path, corpus: Path, config: str, network: str, *extra: str) -> Path:
+    """make_checkpoint in root on a labelled_corpus with data.labels: directory (classes comedy and tragedy)."""
+    return make_checkpoint(root, config, network, f"--data.paths={corpus}", "--data.labels=directory", *extra)
 
 
 def one_line_error(capsys, args: list[str]) -> str:

@@ -8,7 +8,9 @@ at once (teacher forcing), and the objective is the exact negative log-likelihoo
 the next-token cross-entropy in nats per token. Validation sums the same exact nats of the EMA network over
 the validation blocks, so `val/bits_per_token` is the model's exact cross-entropy (no Monte-Carlo draws: its
 standard error is the spread between sequences only), directly comparable with a diffusion run's bound on
-the same blocks (configs/ar.yaml beside configs/sedd.yaml). Everything else (optimiser, EMA, schedule,
+the same blocks (configs/ar.yaml beside configs/sedd.yaml). With labelled data (`class_names`) the network reads
+the class, `nll(x, label)` = -log p_theta(x | c), trained with label dropout, and validation gives the conditional
+and the unconditional (null label) NLL, both exact. Everything else (optimiser, EMA, schedule,
 logging, the validation sums, checkpoint metadata, the sample logger) is the shared path's.
 """
 
@@ -29,7 +31,8 @@ class ARModule(TrainingModule):
     """Train `network(vocab_size)` on the next-token cross-entropy (its `nll(x) -> (B,)` nats).
 
     network: vocab_size -> a module with forward(x (B, L) long) -> (B, L, V) log p(x_l | x_<l), nll(x) -> (B,)
-        and next_token_log_probs(prefix (B, k)) -> (B, V), e.g. models.ARTransformer.
+        and next_token_log_probs(prefix (B, k)) -> (B, V), e.g. models.ARTransformer (with num_classes = C and a
+        label= keyword for labelled data).
     shared: the arguments of the shared training path (training.base_module.TrainingModule), declared there once.
     """
 
@@ -39,7 +42,7 @@ class ARModule(TrainingModule):
         self, vocab_size: int, network: Callable[[int], nn.Module] = models.ARTransformer, **shared: Any
     ) -> None:
         super().__init__(vocab_size, **shared)
-        built = network(vocab_size)
+        built = self.build_network(network, vocab_size)
         for method in ("nll", "next_token_log_probs"):
             if not callable(getattr(built, method, None)):
                 raise TypeError(
@@ -48,9 +51,13 @@ class ARModule(TrainingModule):
                 )
         self.set_network(built)
 
-    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        """mean over the batch of -log p_theta(x) / L: the next-token cross-entropy in nats per token."""
-        nats = self.network.nll(batch)  # (B,)
+    def training_step(self, batch: Tensor | tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        """mean over the batch of -log p_theta(x[ | c]) / L: the next-token cross-entropy in nats per token (labels
+        after label dropout)."""
+        batch, labels = self.split_batch(batch)
+        step_index = self.trainer.fit_loop.epoch_loop.total_batch_idx
+        dropped = self.dropped_labels(labels, step_index)
+        nats = self.network.nll(batch) if dropped is None else self.network.nll(batch, label=dropped)  # (B,)
         loss = nats.mean() / batch.shape[1]
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/nats_per_sequence", nats.mean().detach())
@@ -58,12 +65,16 @@ class ARModule(TrainingModule):
         return loss
 
     @torch.no_grad()
-    def sequence_nats(self, x0: Tensor) -> Tensor:
-        """(B,) float64 exact -log p_theta(x0) of the EMA network, x0: (B, L) long. `lightning evaluate` uses it."""
-        return self.ema.nll(x0).double()
+    def sequence_nats(self, x0: Tensor, label: Tensor | None = None) -> Tensor:
+        """(B,) float64 exact -log p_theta(x0[ | label]) of the EMA network, x0: (B, L) long, label: (B,) long or None.
+        `lightning evaluate` uses it."""
+        return (self.ema.nll(x0) if label is None else self.ema.nll(x0, label=label)).double()
 
-    def validation_step(self, batch: Tensor, batch_idx: int) -> None:
-        nats = self.sequence_nats(batch)  # (B,) exact per-sequence NLL
+    def validation_step(self, batch: Tensor | tuple[Tensor, Tensor], batch_idx: int) -> None:
+        batch, labels = self.split_batch(batch)
+        nats = self.sequence_nats(batch, labels)  # (B,) exact per-sequence NLL
+        if labels is not None:
+            self.val_null_nats.update(self.sequence_nats(batch, self.null_labels(batch.shape[0], batch.device)))
         self.val_nats.update(nats)
         self.val_tokens.update(torch.full_like(nats, float(batch.shape[1])))
         if self._unigram is not None:

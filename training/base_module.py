@@ -13,16 +13,23 @@ cross-entropy in training/autoregressive.py `ARModule`) subclasses it and suppli
 - validation sums: bits/token = sum nats / sum tokens / ln 2 over all validation sequences (gathered by
   torchmetrics over batches and devices), its ratio-estimator standard error (training.elbo.ratio_estimate),
   and the cross-entropy of a unigram model of the training blocks on the same blocks;
+- class labels (`class_names`, linked from the data's labels in the CLI): the network is built with
+  num_classes = C (`build_network`), batches are (tokens, labels), and training replaces each label by the null
+  label C with probability `label_dropout` (models.drop_labels, seeded by (seed, step, rank)), so that one network
+  is both conditional and unconditional (classifier-free guidance); validation sums the unconditional (null label)
+  estimates beside the conditional ones, and logs the label's information, their paired difference, with its SE;
 - checkpoint metadata under CONFIG_KEY: the vocabulary size, the model kind (`KIND`, so that a command that
-  reads a checkpoint can say in one line that it holds another kind of model) and the YAML of the run's
-  model and data sections;
+  reads a checkpoint can say in one line that it holds another kind of model), the class names and the YAML of
+  the run's model and data sections;
 - the data checks (vocabulary and sequence length) and the replay of the training shuffle on resume.
 """
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -37,11 +44,14 @@ from ctmc.checks import check_int
 from data import unigram_log_probs
 from evaluation.bounds import ratio_estimate
 from evaluation.restore import network_max_length
+from evaluation.seeding import seeded_generator
+from models.labels import drop_labels
 from models.pretrained.native import CONFIG_KEY, record_of
 from training.ema import frozen_copy, update_average
 from training.lr_schedule import Decay, warmup_decay
 
 EVAL_MODE_WARNING = r"Found \d+ module\(s\) in eval mode at the start of training"  # Lightning, at fit start
+LABEL_DROPOUT_STREAM = 2  # seeds the label dropout of a step apart from its other noise (seed, step, rank, 2)
 FUSED_ADAMW_DEVICES = ("cpu", "cuda", "mps", "xpu")  # device types with torch's fused AdamW kernel (torch >= 2.4)
 
 
@@ -63,6 +73,9 @@ class TrainingModule(pl.LightningModule):
     disables averaging). seed: seeds the objective's noise, the validation noise and the logged samples.
     unigram_output_bias: at the start of `fit`, set the network's (and EMA's) output bias so that it starts as
     the unigram model of the training blocks (the network's `init_output_bias`; add-1/2 counts).
+    class_names: the classes of labelled data (linked from data.class_names in the CLI; None or []: unlabelled);
+    a subclass builds its network with num_classes = len(class_names) (`build_network`). label_dropout: in [0, 1],
+    the probability that a training label is replaced by the null label (Ho & Salimans 2022 use 0.1 to 0.2).
     """
 
     KIND = ""  # the model kind written into checkpoints ("diffusion", "autoregressive")
@@ -80,12 +93,17 @@ class TrainingModule(pl.LightningModule):
         ema_decay: float = 0.9999,
         seed: int = 0,
         unigram_output_bias: bool = False,
+        class_names: list[str] | None = None,
+        label_dropout: float = 0.1,
     ) -> None:
         super().__init__()
         # The EMA copy stays in eval mode by design (no dropout in validation and sampling); Lightning warns at
         # every fit start that modules are in eval mode. This is that one intended case (the filter is idempotent).
         warnings.filterwarnings("ignore", message=EVAL_MODE_WARNING, category=PossibleUserWarning)
         check_int("model.vocab_size", vocab_size, 1, "link it from the data")
+        if isinstance(label_dropout, bool) or not isinstance(label_dropout, (int, float)) or not (
+                0.0 <= label_dropout <= 1.0):
+            raise ValueError(f"model.label_dropout must lie in [0, 1], got {label_dropout!r}; 0.1 is typical")
         if not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"model.ema_decay must lie in [0, 1), got {ema_decay!r}; SEDD uses 0.9999")
         if not lr > 0.0:
@@ -99,6 +117,9 @@ class TrainingModule(pl.LightningModule):
         self.ema_decay = ema_decay
         self.seed = seed
         self.unigram_output_bias = unigram_output_bias
+        self.class_names: tuple[str, ...] = tuple(str(name) for name in class_names or ())
+        self.label_dropout = float(label_dropout)
+        self.val_null_nats = torchmetrics.CatMetric().set_dtype(torch.float64)  # unconditional n_i (labelled data)
         self.val_nats = torchmetrics.CatMetric().set_dtype(torch.float64)  # per-sequence estimates n_i
         self.val_tokens = torchmetrics.CatMetric().set_dtype(torch.float64)  # their token counts L_i
         self.val_unigram_nats = torchmetrics.SumMetric().set_dtype(torch.float64)
@@ -107,6 +128,27 @@ class TrainingModule(pl.LightningModule):
         self.run_config: str | None = None  # YAML of the model and data config, set by the CLI
         self.initialised_from: str | None = None  # the checkpoint whose weights `initialise_from` copied
         self._batch_start = 0.0
+
+    @property
+    def num_classes(self) -> int:
+        """C, the number of classes of the labels the network reads (0: unconditional); C is the null label."""
+        return len(self.class_names)
+
+    def build_network(self, network: Callable[..., nn.Module], states: int) -> nn.Module:
+        """network(states), with num_classes = C for labelled data; ValueError (one line) when it takes no labels."""
+        if not self.num_classes:
+            return network(states)
+        try:
+            return network(states, num_classes=self.num_classes)
+        except TypeError as error:
+            if "num_classes" not in str(error):
+                raise
+            candidates = [network, *getattr(network, "args", ())]  # jsonargparse passes a partial over the class
+            name = next((item.__name__ for item in candidates if isinstance(item, type)), type(network).__name__)
+            raise ValueError(
+                f"data.labels gives {self.num_classes} classes, but model.network ({name}) takes no num_classes; "
+                "use models.DiT, models.RADDDenoiser or models.ARTransformer, or set data.labels: null"
+            ) from None
 
     def set_network(self, network: nn.Module) -> None:
         """Install the trained network and its EMA copy (call once, in the subclass's constructor)."""
@@ -138,10 +180,42 @@ class TrainingModule(pl.LightningModule):
         """The longest sequence the network accepts (None if it declares none)."""
         return network_max_length(self.network)
 
+    def check_labels(self, class_names: list[str] | tuple[str, ...]) -> None:
+        """Raise ValueError (one line) unless the data's classes are the ones the network was built for."""
+        if tuple(class_names) != self.class_names:
+            raise ValueError(
+                f"the data's labels are {list(class_names)} but the model was built for {list(self.class_names)}; "
+                "use the data.labels the model was trained with"
+            )
+
+    def split_batch(self, batch: Tensor | tuple[Tensor, Tensor] | list[Tensor]) -> tuple[Tensor, Tensor | None]:
+        """(tokens (B, L), labels (B,) or None) of a batch of blocks or of labelled blocks (data.LabelledBlocks)."""
+        if isinstance(batch, Tensor):
+            return batch, None
+        tokens, labels = batch
+        if not self.num_classes:
+            raise ValueError("the batches hold labels but the model was built without classes; link "
+                             "data.class_names to model.class_names (the CLI does) or set data.labels: null")
+        return tokens, labels
+
+    def dropped_labels(self, labels: Tensor | None, step: int) -> Tensor | None:
+        """Training labels after label dropout (each replaced by the null label C with probability label_dropout), from
+        a generator seeded by (seed, step, rank): the same on resume and whatever the order of the batch's rows."""
+        if labels is None:
+            return None
+        generator = seeded_generator(labels.device, self.seed, step, self.global_rank, LABEL_DROPOUT_STREAM)
+        return drop_labels(labels, self.num_classes, self.label_dropout, generator)
+
+    def null_labels(self, batch_size: int, device: torch.device) -> Tensor:
+        """(batch_size,) long: the null label C for every sequence (the unconditional model)."""
+        return torch.full((batch_size,), self.num_classes, dtype=torch.long, device=device)
+
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and hasattr(datamodule, "vocab_size"):
             self.check_data(datamodule.vocab_size, datamodule.hparams.seq_len)
+        if datamodule is not None and hasattr(datamodule, "class_names"):
+            self.check_labels(datamodule.class_names)
         train_dataset = getattr(datamodule, "train_dataset", None)
         if stage != "predict" and train_dataset is not None and self._unigram is None:
             self._unigram = unigram_log_probs(train_dataset, self.vocab_size)
@@ -219,7 +293,8 @@ class TrainingModule(pl.LightningModule):
 
     def on_train_batch_end(self, outputs: Any, batch: Tensor, batch_idx: int) -> None:
         elapsed = time.perf_counter() - self._batch_start
-        self.log("train/tokens_per_s", batch.numel() * self.trainer.world_size / max(elapsed, 1e-9))
+        tokens = self.split_batch(batch)[0].numel()
+        self.log("train/tokens_per_s", tokens * self.trainer.world_size / max(elapsed, 1e-9))
         self.log_step()
 
     def log_step(self) -> None:
@@ -245,7 +320,8 @@ class TrainingModule(pl.LightningModule):
         """Log bits/token with its SE (ratio estimator over sequences) and the unigram reference."""
         nats, tokens = self.val_nats.compute(), self.val_tokens.compute()  # gathered over batches and devices
         unigram = self.val_unigram_nats.compute()
-        for metric in (self.val_nats, self.val_tokens, self.val_unigram_nats):
+        null = self.val_null_nats.compute() if self.val_null_nats.update_count else None
+        for metric in (self.val_nats, self.val_tokens, self.val_unigram_nats, self.val_null_nats):
             metric.reset()
         if not isinstance(tokens, Tensor) or tokens.numel() == 0:
             return
@@ -262,20 +338,40 @@ class TrainingModule(pl.LightningModule):
             result["bits_per_token_se"] = estimate.standard_error / float(ln2)
         if self._unigram is not None:
             result["unigram_bits_per_token"] = float(losses.bits_per_token(unigram, total_tokens))
+        if isinstance(null, Tensor) and null.numel() == nats.numel():
+            result.update(label_information(nats.reshape(-1), null.reshape(-1), tokens.reshape(-1)))
         self.validation_result = result
         self.log_step()
         self.log("val/nats_per_token", total_nats / total_tokens, sync_dist=False)
         self.log("val/bits_per_token", result["bits_per_token"], prog_bar=True, sync_dist=False)
         self.log("val/perplexity_bound", result["perplexity_bound"], sync_dist=False)
-        for key in ("bits_per_token_se", "unigram_bits_per_token"):
+        for key in ("bits_per_token_se", "unigram_bits_per_token", *LABEL_KEYS):
             if key in result:
                 self.log(f"val/{key}", result[key], sync_dist=False)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[CONFIG_KEY] = {"vocab_size": self.vocab_size, "kind": self.KIND, "config": self.run_config}
+        checkpoint[CONFIG_KEY] = {"vocab_size": self.vocab_size, "kind": self.KIND, "config": self.run_config,
+                                  "class_names": list(self.class_names)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse a checkpoint of another model kind or vocabulary (models.pretrained.native.Checkpoint.check_fits)."""
         record_of(checkpoint, "the checkpoint", "ckpt_path").check_fits(self.KIND, self.vocab_size, "ckpt_path")
 
     on_test_epoch_end = on_validation_epoch_end
+
+
+LABEL_KEYS = ("null_bits_per_token", "null_bits_per_token_se", "label_bits_per_token", "label_bits_per_token_se")
+
+
+def label_information(conditional: Tensor, null: Tensor, tokens: Tensor) -> dict[str, float]:
+    """The unconditional (null label) bits/token with its SE, and the label's information: the paired difference
+    null - conditional in bits/token with its SE (ratio estimator of the per-sequence differences, which share their
+    noise, so the spread between blocks cancels). conditional, null, tokens: (N,) per-sequence nats and lengths."""
+    ln2 = math.log(2.0)
+    null_estimate = ratio_estimate(null, tokens)
+    difference = ratio_estimate(null - conditional, tokens)
+    result = {"null_bits_per_token": null_estimate.value / ln2, "label_bits_per_token": difference.value / ln2}
+    if null_estimate.standard_error is not None and difference.standard_error is not None:
+        result["null_bits_per_token_se"] = null_estimate.standard_error / ln2
+        result["label_bits_per_token_se"] = difference.standard_error / ln2
+    return result

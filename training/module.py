@@ -11,6 +11,8 @@ loss reads (`where = loss.output_positions(x_t)`, the masked ones on the absorbi
 On the absorbing chain the masked-count estimator (losses.MaskedCountEstimator, `train_estimator` /
 `val_estimator`) replaces t ~ sample_time by importance-sampled (t, x_t) with the same expectation and
 bounded terms: nats = weight * loss(...).
+With labelled data (training/base_module.py) the network also reads each block's class, dropped to the null label
+with probability label_dropout: network(x_t, sigma-bar(t), label=c).
 Validation estimates the negative ELBO with an exponential moving average (EMA) of the weights and
 `val_time_samples` stratified draws per sequence (evaluation/bounds.py), plus the t = 1 prior term
 KL(q(x_1 | x_0) || pi^L) of each sequence (losses.PriorKL; `prior_nats`), so that the logged value is a true
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
@@ -58,8 +61,9 @@ class DiffusionModule(TrainingModule):
 
     vocab_size: clean tokens V; in the CLI it is linked from the data module, written nowhere else.
     network: called with the number of input states, process.num_states (V + 1 for the absorbing chain),
-        or, for a time-independent loss (`loss.time_independent`, a denoiser), with V; it is called as
-        network(x_t (B, L) long, sigma-bar(t) (B,)) -> (B, L, S), the output `loss.output_kind` names.
+        or, for a time-independent loss (`loss.time_independent`, a denoiser), with V (and num_classes = C for
+        labelled data, `shared` class_names); it is called as network(x_t (B, L) long, sigma-bar(t) (B,)[, label=
+        (B,)]) -> (B, L, S), the output `loss.output_kind` names.
     rate_matrix: vocab_size -> ctmc.RateMatrix (any chain: ctmc.Absorbing, ctmc.Uniform, ctmc.hybrid.Hybrid, ...).
     schedule: the noise schedule; None means ctmc.LogLinear().
     loss: process -> losses.DiffusionLoss.
@@ -77,8 +81,9 @@ class DiffusionModule(TrainingModule):
         copy, which stays eager, are unchanged); true uses torch's default backend (inductor), a string names
         another backend. Off by default: on CPU it did not pay (docs/experiments.md).
     shared: the arguments of the shared training path (training.base_module.TrainingModule: lr, betas, eps,
-        weight_decay, warmup_steps, decay, min_lr_ratio, ema_decay, seed, unigram_output_bias), declared there
-        once; LightningCLI lists them under `model` as if they were written here (--print_config).
+        weight_decay, warmup_steps, decay, min_lr_ratio, ema_decay, seed, unigram_output_bias, class_names,
+        label_dropout), declared there once; LightningCLI lists them under `model` as if they were written here
+        (--print_config).
     """
 
     KIND = "diffusion"
@@ -104,7 +109,7 @@ class DiffusionModule(TrainingModule):
         self.loss = loss(self.process)
         if not isinstance(self.loss, losses.DiffusionLoss):
             raise TypeError(f"model.loss must build a losses.DiffusionLoss, got {type(self.loss).__name__}")
-        self.set_network(network(self.loss.network_input_states()))
+        self.set_network(self.build_network(network, self.loss.network_input_states()))
         check_blocks(self.network, self.loss)
         self.packed_outputs = packed_outputs
         if packed_outputs and "where" not in inspect.signature(self.network.forward).parameters:
@@ -164,20 +169,22 @@ class DiffusionModule(TrainingModule):
         )
 
     # --------------------------------------------------------------------------------------- training
-    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        """mean over the batch of loss(network(x_t, sigma-bar(t)), x_0, x_t, t) / L: nats per token."""
-        x0 = batch
+    def training_step(self, batch: Tensor | tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        """mean over the batch of loss(network(x_t, sigma-bar(t)[, label]), x_0, x_t, t) / L: nats per token (labels
+        after label dropout, `dropped_labels`)."""
+        x0, labels = self.split_batch(batch)
         length = x0.shape[1]
         step_index = self.trainer.fit_loop.epoch_loop.total_batch_idx
         seeds = (self.seed, step_index, self.global_rank)
+        network = labelled(self.network, self.dropped_labels(labels, step_index))
         if self.train_estimator is None:
             t, x_t = seeded_noise(self.loss, x0, 1, False, *seeds)
-            output = loss_output(self.network, self.loss, x_t, self.process.total(t), self.packed_outputs, x0)
+            output = loss_output(network, self.loss, x_t, self.process.total(t), self.packed_outputs, x0)
             nats = self.loss(output, x0, x_t, t)  # (B,)
         else:
             draw = seeded_count_noise(self.loss, self.train_estimator, x0, 1, True, *seeds)
             total = self.process.total(draw.t)
-            output = loss_output(self.network, self.loss, draw.x_t, total, self.packed_outputs, x0)
+            output = loss_output(network, self.loss, draw.x_t, total, self.packed_outputs, x0)
             nats = self.loss.importance_weighted(output, x0, draw, output.dtype)  # (B,)
         loss = nats.mean() / length
         self.log("train/loss", loss, prog_bar=True)
@@ -186,21 +193,33 @@ class DiffusionModule(TrainingModule):
         return loss
 
     # ------------------------------------------------------------------------------------- validation
-    def negative_elbo_draws(self, x0: Tensor, num_draws: int | None = None, seed: int | None = None) -> Tensor:
-        """(B, K) negative-ELBO draws (nats) of the EMA network on x0 (B, L), K = num_draws (val_time_samples).
+    def negative_elbo_draws(
+        self, x0: Tensor, num_draws: int | None = None, seed: int | None = None, label: Tensor | None = None
+    ) -> Tensor:
+        """(B, K) negative-ELBO draws (nats) of the EMA network on x0 (B, L), K = num_draws (val_time_samples),
+        given the labels label (B,) (None: unlabelled; a conditional network then reads the null label).
 
         Row means are unbiased per-sequence estimates of loss.bound() (the full range of a clipped objective);
         draws are seeded by (seed, sequence content) and use `val_estimator` (evaluation.bounds.
-        sequence_negative_elbo). `lightning evaluate` computes the same (evaluation.restore.TrainedModel).
+        sequence_negative_elbo), so that the bounds of one sequence under two labels share their noise.
+        `lightning evaluate` computes the same (evaluation.restore.TrainedModel).
         """
+        num_draws = self.val_time_samples if num_draws is None else num_draws
+        network = labelled(self.ema, None if label is None else label.repeat_interleave(num_draws))
         return sequence_negative_elbo(
-            self.loss, self.ema, x0, self.val_time_samples if num_draws is None else num_draws,
-            self.seed if seed is None else seed, estimator=self.val_estimator, packed=self.packed_outputs,
+            self.loss, network, x0, num_draws, self.seed if seed is None else seed,
+            estimator=self.val_estimator, packed=self.packed_outputs,
         )
 
-    def validation_step(self, batch: Tensor, batch_idx: int) -> None:
+    def validation_step(self, batch: Tensor | tuple[Tensor, Tensor], batch_idx: int) -> None:
+        """The per-sequence bound (conditional on the labels of labelled blocks), and with labels the unconditional
+        bound (null label) on the same noise."""
+        batch, labels = self.split_batch(batch)
         prior = self.prior_nats(batch)  # (B,) the t = 1 prior term, so that the logged value is a true bound
-        nats = self.negative_elbo_draws(batch).mean(dim=1) + prior  # (B,) per-sequence estimates
+        nats = self.negative_elbo_draws(batch, label=labels).mean(dim=1) + prior  # (B,) per-sequence estimates
+        if labels is not None:
+            null = self.negative_elbo_draws(batch, label=self.null_labels(batch.shape[0], batch.device))
+            self.val_null_nats.update((null.mean(dim=1) + prior).double())
         self.val_prior_nats.update(prior.sum())
         self.val_nats.update(nats.double())
         self.val_tokens.update(torch.full_like(nats, float(batch.shape[1]), dtype=torch.float64))
@@ -267,3 +286,9 @@ def check_blocks(network: nn.Module, loss: losses.DiffusionLoss) -> None:
 def largest_divisor(length: int, at_most: int) -> int:
     """The largest divisor of length that is <= at_most (>= 1)."""
     return max(size for size in range(1, min(length, at_most) + 1) if length % size == 0)
+
+
+def labelled(network: nn.Module, label: Tensor | None) -> Callable[..., Tensor]:
+    """The network with its `label=` keyword bound to label (N,) (a row per network input row); the network itself
+    when label is None."""
+    return network if label is None else partial(network, label=label)

@@ -24,7 +24,8 @@ class PretrainedInfo:
     denoiser, (B, L, V) log-probabilities); time_conditioned: whether the network reads sigma-bar; loss: the name of
     this project's loss for the model's training objective ("losses.ScoreEntropy", "losses.TDCE",
     "losses.LambdaDCE", "losses.MDLMNELBO"; None for an autoregressive model); config: the raw config (for "native":
-    the training run's `model` and `data` sections); kind: "diffusion" or "autoregressive".
+    the training run's `model` and `data` sections); kind: "diffusion" or "autoregressive"; class_names: the classes a
+    conditional network reads (label c in [0, C), C the null label), () for an unconditional one.
     """
 
 
@@ -40,3 +41,4 @@ class PretrainedInfo:
     loss: str | None
     config: Mapping[str, Any] = field(repr=False, hash=False)
     kind: str = "diffusion"
+    class_names: tuple[str, ...] = ()

@@ -4,9 +4,10 @@ Two layouts hold a model trained here:
 - a checkpoint file written by `lightning fit` (`last.ckpt`): a torch archive with `state_dict` (the training
   module's state: `network.*` the trained weights, `ema.*` their moving average) and, under CONFIG_KEY,
   {"vocab_size": V, "kind": "diffusion" | "autoregressive", "config": YAML of the run's `model` and `data`
-  sections}; with `optimizer_states` and `loops` besides when it can resume a fit;
+  sections, "class_names": the classes of a model trained on labelled data ([] or absent: unconditional)}; with
+  `optimizer_states` and `loops` besides when it can resume a fit;
 - an exported directory (`lightning export`): `model.safetensors` (the EMA network's weights under its own
-  key names) and `config.json` {"format": EXPORT_FORMAT, "kind", "vocab_size", "model", "data"}.
+  key names) and `config.json` {"format": EXPORT_FORMAT, "kind", "vocab_size", "model", "data", "class_names"}.
 
 `read_checkpoint` reads either into one typed record, `Checkpoint`, checking it once (one-line ValueErrors that
 name the option and the file); the fit command, the training module and `NativeLayout` (the layout of
@@ -15,7 +16,8 @@ the EMA weights, and attaches the forward process the section names (`network.pr
 `models.PretrainedInfo` (`network.pretrained`, layout "native"). Building follows the training module's own wiring
 (training.module.DiffusionModule):
 process = ForwardProcess(rate_matrix(V), schedule or LogLinear()), loss = loss(process), network =
-network(loss.network_input_states()); an autoregressive model is network(V).
+network(loss.network_input_states()); an autoregressive model is network(V); with class names, num_classes = C is
+passed too (training.base_module.TrainingModule.build_network).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ CONFIG_KEY = "ctmc_training"  # checkpoint entry: {"vocab_size": int, "kind": st
 EXPORT_FORMAT = "ctmc-diffusion"  # config.json "format" of an exported directory
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-KINDS = ("diffusion", "autoregressive")
+KINDS = ("diffusion", "autoregressive", "classifier")  # classifier: of noisy sequences (training.classifier)
 DEFAULT_KIND = "diffusion"  # checkpoints written before the kind was stored hold diffusion models
 AVERAGE_PREFIX = "ema."  # the module's EMA copy of the network
 NETWORK_PREFIX = "network."  # the trained network itself
@@ -58,6 +60,8 @@ DIFFUSION_DEFAULTS: dict[str, Any] = {
     "seed": 0,
 }
 AUTOREGRESSIVE_DEFAULTS: dict[str, Any] = {"network": "models.ARTransformer"}
+CLASSIFIER_DEFAULTS: dict[str, Any] = {"network": "models.NoisyClassifier", "rate_matrix": "ctmc.Absorbing",
+                                       "schedule": None}  # training.classifier.ClassifierModule
 
 
 def article(word: str) -> str:
@@ -67,7 +71,8 @@ def article(word: str) -> str:
 
 def kind_config(kind: str) -> str:
     """The example config of a model kind, for error messages."""
-    return {"autoregressive": "configs/ar.yaml"}.get(kind, "configs/sedd.yaml")
+    return {"autoregressive": "configs/ar.yaml", "classifier": "configs/classifier-genre.yaml"}.get(
+        kind, "configs/sedd.yaml")
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,8 @@ class Checkpoint:
     key; for an exported directory, the network's weights under AVERAGE_PREFIX). resumable: it holds the
     optimiser and loop state a resumed fit needs. has_config: the model and data sections were found.
     hyper_parameters: Lightning's saved hyper-parameters (the training modules save none). global_step: the
-    optimiser steps taken when it was written (None for an exported directory).
+    optimiser steps taken when it was written (None for an exported directory). class_names: the classes of labelled
+    training data, in class-id order (() for an unconditional model); the network reads C = len of them.
     """
 
     path: str
@@ -95,6 +101,7 @@ class Checkpoint:
     has_config: bool = True
     hyper_parameters: dict[str, Any] = field(default_factory=dict, repr=False)
     global_step: int | None = None
+    class_names: tuple[str, ...] = ()
 
     @property
     def tokenizer_name(self) -> str | None:
@@ -161,7 +168,7 @@ def record_of(loaded: dict[str, Any], path: str, option: str = "--ckpt_path") ->
         path=path, kind=kind, vocab_size=stored.get("vocab_size"), module_class=module_class, model=model,
         data=data, state_dict=loaded.get("state_dict") or {}, resumable={"optimizer_states", "loops"} <= set(loaded),
         has_config=bool(text), hyper_parameters=loaded.get("hyper_parameters") or {},
-        global_step=loaded.get("global_step"),
+        global_step=loaded.get("global_step"), class_names=tuple(stored.get("class_names") or ()),
     )
 
 
@@ -189,6 +196,7 @@ def _read_exported(path: Path, option: str) -> Checkpoint:
     return Checkpoint(
         path=str(path), kind=kind, vocab_size=config.get("vocab_size"), module_class=module_class, model=model,
         data=data, state_dict={AVERAGE_PREFIX + key: value for key, value in weights.items()},
+        class_names=tuple(config.get("class_names") or ()),
     )
 
 
@@ -245,9 +253,9 @@ def import_object(class_path: str, where: str) -> Any:
         ) from None
 
 
-def instantiate(spec: Any, *args: Any, where: str) -> Any:
+def instantiate(spec: Any, *args: Any, where: str, **keywords: Any) -> Any:
     """Call what a stored config names: a class path string, or {"class_path": ..., "init_args": {...}} (the form
-    LightningCLI writes), with *args first. None stays None."""
+    LightningCLI writes), with *args first and `keywords` over the init_args. None stays None."""
     if spec is None:
         return None
     if isinstance(spec, str):
@@ -256,7 +264,7 @@ def instantiate(spec: Any, *args: Any, where: str) -> Any:
         raise ValueError(f"{where}: expected a class path or a class_path/init_args mapping, got {spec!r}")
     init_args = spec.get("init_args") or {}
     try:
-        return import_object(spec["class_path"], where)(*args, **init_args)
+        return import_object(spec["class_path"], where)(*args, **{**init_args, **keywords})
     except TypeError as error:
         raise ValueError(f"{where}: {spec['class_path']} does not take these arguments ({error})") from None
 
@@ -271,15 +279,20 @@ def build_network(checkpoint: Checkpoint) -> nn.Module:
     if vocab_size is None:
         raise ValueError(f"--ckpt_path: {checkpoint.path!r} stores no vocab_size; give a checkpoint of `lightning fit`")
     model = checkpoint.model
+    classes = {"num_classes": len(checkpoint.class_names)} if checkpoint.class_names else {}
     if checkpoint.kind == "autoregressive":
         spec = model.get("network", AUTOREGRESSIVE_DEFAULTS["network"])
-        return instantiate(spec, vocab_size, where="model.network")
-    parts = {key: model.get(key, default) for key, default in DIFFUSION_DEFAULTS.items()}
+        return instantiate(spec, vocab_size, where="model.network", **classes)
+    defaults = CLASSIFIER_DEFAULTS if checkpoint.kind == "classifier" else DIFFUSION_DEFAULTS
+    parts = {key: model.get(key, default) for key, default in defaults.items()}
     rate_matrix = instantiate(parts["rate_matrix"], vocab_size, where="model.rate_matrix")
     schedule = instantiate(parts["schedule"], where="model.schedule") or ctmc.LogLinear()
     process = ctmc.ForwardProcess(rate_matrix, schedule)
-    loss = instantiate(parts["loss"], process, where="model.loss")
-    network = instantiate(parts["network"], loss.network_input_states(), where="model.network")
+    if checkpoint.kind == "classifier":  # a classifier of noisy sequences reads every state of the chain
+        states = process.num_states
+    else:
+        states = instantiate(parts["loss"], process, where="model.loss").network_input_states()
+    network = instantiate(parts["network"], states, where="model.network", **classes)
     network.process = process
     return network
 
@@ -307,7 +320,8 @@ def load_native(path: str | Path | Checkpoint, device: str | torch.device = "cpu
                 config: str | Path | None = None) -> nn.Module:
     """The network of a `lightning fit` checkpoint or an exported directory, with its EMA weights, in eval mode.
 
-    The network carries `network.process` (the ctmc.ForwardProcess of its config; diffusion models only) and
+    The network carries `network.process` (the ctmc.ForwardProcess of its config; diffusion models and classifiers
+    of noisy sequences) and
     `network.pretrained` (a PretrainedInfo: layout "native", the tokenizer, seq_len, the loss's class path, and the
     run's `model` and `data` sections as its config).
     """
@@ -317,7 +331,7 @@ def load_native(path: str | Path | Checkpoint, device: str | torch.device = "cpu
     diffusion = checkpoint.kind == "diffusion"
     loss = checkpoint.model.get("loss", DIFFUSION_DEFAULTS["loss"]) if diffusion else None
     loss_class = loss if isinstance(loss, str) or loss is None else loss.get("class_path")
-    output, time_conditioned = "log_probs", False
+    output, time_conditioned = "log_probs", checkpoint.kind == "classifier"
     if diffusion:
         kind = import_object(loss_class, "model.loss")
         output, time_conditioned = kind.output_kind, not kind.time_independent
@@ -327,6 +341,7 @@ def load_native(path: str | Path | Checkpoint, device: str | torch.device = "cpu
         seq_len=checkpoint.seq_len, tokenizer=checkpoint.tokenizer_name, output=output,
         time_conditioned=time_conditioned, loss=loss_class,
         config={"model": checkpoint.model, "data": checkpoint.data}, kind=checkpoint.kind,
+        class_names=checkpoint.class_names,
     )
     return network.eval().to(device)
 
@@ -354,7 +369,7 @@ def export_checkpoint(checkpoint: Checkpoint, out: str | Path) -> Path:
         "format": EXPORT_FORMAT, "kind": checkpoint.kind, "vocab_size": checkpoint.vocab_size,
         "model": {"class_path": checkpoint.module_class, "init_args": checkpoint.model} if checkpoint.module_class
         else checkpoint.model,
-        "data": checkpoint.data,
+        "data": checkpoint.data, "class_names": list(checkpoint.class_names),
     }
     partial = target.with_name(target.name + ".partial")
     if partial.exists():

@@ -18,9 +18,8 @@ from models.pretrained.native import CONFIG_KEY, import_object
 from training.base_module import TrainingModule
 
 
-@pytest.mark.parametrize(
-    "config", ["sedd.yaml", "radd.yaml", "sedd-uniform.yaml", "sedd-small-gpu.yaml", "ar.yaml", "bd3lm.yaml"]
-)
+@pytest.mark.parametrize("config", ["sedd.yaml", "radd.yaml", "sedd-uniform.yaml", "sedd-small-gpu.yaml", "ar.yaml",
+                                    "bd3lm.yaml", "sedd-genre.yaml", "radd-genre.yaml", "classifier-genre.yaml"])
 def test_print_config_lists_every_section(config, capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
@@ -30,12 +29,12 @@ def test_print_config_lists_every_section(config, capsys, monkeypatch, tmp_path)
     assert {"trainer", "model", "data", "checkpoint", "samples"} <= set(printed)
     model = printed["model"]["init_args"]  # the objective's class_path (training.module.DiffusionModule by default)
     assert printed["model"]["class_path"].startswith("training.")
-    assert "vocab_size" not in model  # linked from the data module, written once
+    assert "vocab_size" not in model and "class_names" not in model  # linked from the data module, written once
     assert model["network"]["class_path"].startswith("models.")
     # every constructor argument of the module and of TrainingModule (the shared ones, declared there once)
     module_class = import_object(printed["model"]["class_path"], "test")
     expected = {name for cls in (module_class, TrainingModule) for name in inspect.signature(cls).parameters}
-    assert expected - {"vocab_size", "shared"} == set(model)
+    assert expected - {"vocab_size", "class_names", "shared"} == set(model)
 
 
 @pytest.mark.parametrize(
