@@ -39,8 +39,6 @@ import json
 import math
 import os
 import platform
-import shlex
-import subprocess
 import sys
 import textwrap
 import time
@@ -50,6 +48,8 @@ from pathlib import Path
 import torch
 
 import samplers
+from benchmarks import fits
+from benchmarks.fits import Training
 from evaluation.bounds import ratio_estimate
 from evaluation.class_judge import judge_class, naive_bayes_judge
 from evaluation.generation import Samples, draw_samples, format_samples
@@ -59,7 +59,6 @@ from evaluation.restore import TrainedModel, load_trained
 from evaluation.seeding import mixed_seed
 from evaluation.training_data import training_data
 
-ROOT = Path(__file__).resolve().parents[1]
 GENRE_MODELS = {  # name -> (config, overrides): the conditional models, guided
     "sedd-genre": ("configs/sedd-genre.yaml", []),
     "radd-genre": ("configs/radd-genre.yaml", []),
@@ -74,17 +73,6 @@ OVERRIDES = {name: overrides for name, (_, overrides) in GENRE_MODELS.items()}
 DATA_KEYS = ("paths", "tokenizer", "seq_len", "val_fraction", "seed")  # what fixes the blocks and the split
 GOAL_GAMMA, GOAL_SHARE, GOAL_PPL_RATIO = 2.0, 0.8, 1.5
 LN2 = math.log(2.0)
-
-
-@dataclass
-class Training:
-    """One fit: the checkpoint, the command that wrote it and its wall time (None when reused)."""
-
-    config: str
-    checkpoint: str
-    command: list[str] | None = None
-    wall_s: float | None = None
-    reused: bool = False
 
 
 @dataclass
@@ -134,46 +122,12 @@ class Report:
 
 
 # ------------------------------------------------------------------------------------------------ training
-def last_checkpoint(root: Path) -> Path | None:
-    """The newest last.ckpt under root/lightning_logs, None if there is none."""
-    found = sorted(root.glob("lightning_logs/version_*/checkpoints/last.ckpt"), key=lambda path: path.stat().st_mtime)
-    return found[-1] if found else None
-
-
-def fit_command(name: str, root: Path, arguments: argparse.Namespace) -> list[str]:
-    """`python -m training fit -c CONFIG` of model `name`, writing under root, with the shared overrides."""
-    command = [sys.executable, "-m", "training", "fit", "-c", CONFIGS[name], *OVERRIDES.get(name, []),
-               f"--trainer.default_root_dir={root}", "--trainer.limit_val_batches=0", "--samples.every_n_steps=0",
-               "--trainer.enable_progress_bar=false"]
-    if arguments.steps is not None:
-        command.append(f"--trainer.max_steps={arguments.steps}")
-    return command + list(arguments.fit_arg)
-
-
 def train(name: str, arguments: argparse.Namespace, work_dir: Path, environment: dict[str, str]) -> Training:
-    """The checkpoint of `name`: given by --ckpt, reused (--reuse), or fitted now in a subprocess."""
-    if name in arguments.ckpt:
-        return Training(CONFIGS[name], arguments.ckpt[name], reused=True)
-    root = work_dir / "runs" / name
-    record = root / "fit.json"
-    if arguments.reuse and last_checkpoint(root) is not None:
-        stored = json.loads(record.read_text()) if record.is_file() else {}
-        return Training(CONFIGS[name], str(last_checkpoint(root)), stored.get("command"), stored.get("wall_s"), True)
-    root.mkdir(parents=True, exist_ok=True)
-    command = fit_command(name, root, arguments)
-    print(f"[{name}] {shlex.join(command)}", flush=True)
-    start = time.perf_counter()
-    with open(root / "fit.log", "w", encoding="utf-8") as log:
-        done = subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=environment, check=False)
-    wall = time.perf_counter() - start
-    checkpoint = last_checkpoint(root)
-    if done.returncode != 0 or checkpoint is None:
-        tail = (root / "fit.log").read_text(encoding="utf-8").strip().splitlines()[-3:]
-        raise SystemExit(f"error: fitting {name} failed (exit {done.returncode}; log {root / 'fit.log'}): "
-                         + " | ".join(tail))
-    record.write_text(json.dumps({"command": command, "wall_s": wall}, indent=2) + "\n")
-    print(f"[{name}] {wall:.0f} s -> {checkpoint}", flush=True)
-    return Training(CONFIGS[name], str(checkpoint), command, wall)
+    """The checkpoint of `name`: given by --ckpt, reused (--reuse), or fitted now (benchmarks.fits.train) with
+    --steps and --fit_arg."""
+    steps = [] if arguments.steps is None else [f"--trainer.max_steps={arguments.steps}"]
+    overrides = [*OVERRIDES.get(name, []), *steps, *arguments.fit_arg]
+    return fits.train(name, CONFIGS[name], overrides, work_dir, environment, arguments.ckpt.get(name), arguments.reuse)
 
 
 def check_same_data(loaded: dict[str, TrainedModel]) -> None:
@@ -415,7 +369,7 @@ def main(argv: list[str] | None = None) -> Report:
     arguments = build_parser().parse_args(argv)
     check_arguments(arguments)
     arguments.ckpt = parse_checkpoints(arguments.ckpt)
-    command = shlex.join(["python", "-m", "benchmarks.guidance", *(sys.argv[1:] if argv is None else argv)])
+    command = fits.report_command("benchmarks.guidance", sys.argv[1:] if argv is None else argv)
     try:
         return run(arguments, command)
     except ValueError as error:  # the library's one-line errors (a checkpoint, a label, a length)

@@ -64,8 +64,6 @@ import json
 import math
 import os
 import platform
-import shlex
-import subprocess
 import sys
 import textwrap
 import time
@@ -77,6 +75,8 @@ import yaml
 
 import models
 import samplers
+from benchmarks import fits
+from benchmarks.fits import ROOT, Training
 from benchmarks.quality_blocks import CacheTiming, block_markdown, block_plot, cache_timing
 from data import unigram_log_probs
 from evaluation.bounds import ratio_estimate
@@ -86,7 +86,6 @@ from evaluation.likelihood import fixed_order_nats, sequence_nats, total_prior_n
 from evaluation.restore import TrainedModel, load_trained
 from evaluation.training_data import training_data, validation_blocks
 
-ROOT = Path(__file__).resolve().parents[1]
 BLOCK_SIZES = (1, 2, 4, 8, 32)  # the block diffusion rows: configs/bd3lm.yaml at these block sizes
 CONFIGS = {  # model name -> config as committed; the first is the judge
     "ar": "configs/ar.yaml",
@@ -136,18 +135,6 @@ def planned_runs(arguments: argparse.Namespace) -> list[Run]:
     if arguments.longer > 1:
         runs += [Run(model, arguments.longer) for model in arguments.longer_models]
     return runs
-
-
-@dataclass
-class Training:
-    """One model's fit: the checkpoint, the command that wrote it and its wall time (None when reused)."""
-
-    config: str
-    checkpoint: str
-    command: list[str] | None = None
-    wall_s: float | None = None
-    steps: int | None = None
-    reused: bool = False
 
 
 @dataclass
@@ -201,69 +188,32 @@ class Report:
 
 
 # ------------------------------------------------------------------------------------------------ training
-def last_checkpoint(root: Path) -> Path | None:
-    """The newest `last.ckpt` under root/lightning_logs (None if there is none)."""
-    found = sorted(root.glob("lightning_logs/version_*/checkpoints/last.ckpt"), key=lambda path: path.stat().st_mtime)
-    return found[-1] if found else None
-
-
 def config_steps(config: str) -> int:
     """trainer.max_steps of a committed config."""
     return int(yaml.safe_load((ROOT / config).read_text(encoding="utf-8"))["trainer"]["max_steps"])
 
 
-def fit_command(run: Run, root: Path, arguments: argparse.Namespace) -> list[str]:
-    """`python -m training fit -c CONFIG` writing under root, with the shared overrides, the block size of a
-    bd3lm-S model (network and loss) and the steps of the run's budget."""
-    command = [sys.executable, "-m", "training", "fit", "-c", run.config, f"--trainer.default_root_dir={root}",
-               "--trainer.limit_val_batches=0", "--samples.every_n_steps=0", "--trainer.enable_progress_bar=false"]
+def fit_overrides(run: Run, arguments: argparse.Namespace) -> list[str]:
+    """The overrides of run's fit: the steps of its budget, the shared data options, the block size of a bd3lm-S
+    model (network and loss), the GPU with --device cuda, then --fit_arg."""
+    overrides = []
     steps = arguments.steps if run.factor == 1 else run.factor * (arguments.steps or config_steps(run.config))
     for key, value in (("trainer.max_steps", steps), ("data.seq_len", arguments.seq_len),
                        ("data.batch_size", arguments.batch_size)):
         if value is not None:
-            command.append(f"--{key}={value}")
+            overrides.append(f"--{key}={value}")
     if run.block_size is not None:
-        command += [f"--model.network.init_args.block_size={run.block_size}",
-                    f"--model.loss.init_args.block_size={run.block_size}"]
+        overrides += [f"--model.network.init_args.block_size={run.block_size}",
+                      f"--model.loss.init_args.block_size={run.block_size}"]
     if arguments.device.startswith("cuda"):
-        command += ["--trainer.accelerator=gpu", "--trainer.devices=1"]
-    return command + list(arguments.fit_arg)
-
-
-def checkpoint_steps(path: str | Path) -> int | None:
-    """The optimiser steps a Lightning checkpoint records (`global_step`), None if it records none."""
-    step = torch.load(path, map_location="cpu", weights_only=True).get("global_step")
-    return None if step is None else int(step)
+        overrides += ["--trainer.accelerator=gpu", "--trainer.devices=1"]
+    return overrides + list(arguments.fit_arg)
 
 
 def train(run: Run, arguments: argparse.Namespace, work_dir: Path, environment: dict[str, str]) -> Training:
-    """The checkpoint of `run`: given by --ckpt, reused (--reuse), or fitted now in a subprocess."""
-    name, config = run.name, run.config
-    if name in arguments.ckpt:
-        return Training(config, arguments.ckpt[name], steps=checkpoint_steps(arguments.ckpt[name]), reused=True)
-    root = work_dir / "runs" / name
-    record = root / "fit.json"
-    if arguments.reuse and last_checkpoint(root) is not None:
-        stored = json.loads(record.read_text()) if record.is_file() else {}
-        return Training(config, str(last_checkpoint(root)), stored.get("command"), stored.get("wall_s"),
-                        stored.get("steps"), reused=True)
-    root.mkdir(parents=True, exist_ok=True)
-    command = fit_command(run, root, arguments)
-    print(f"[{name}] {shlex.join(command)}", flush=True)
-    start = time.perf_counter()
-    with open(root / "fit.log", "w", encoding="utf-8") as log:
-        done = subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=environment, check=False)
-    wall = time.perf_counter() - start
-    checkpoint = last_checkpoint(root)
-    if done.returncode != 0 or checkpoint is None:
-        tail = (root / "fit.log").read_text(encoding="utf-8").strip().splitlines()[-5:]
-        raise SystemExit(f"error: fitting {name} failed (exit {done.returncode}; log {root / 'fit.log'}): "
-                         + " | ".join(tail))
-    steps = checkpoint_steps(checkpoint)
-    result = Training(config, str(checkpoint), command, wall, steps)
-    record.write_text(json.dumps({"command": command, "wall_s": wall, "steps": steps}, indent=2) + "\n")
-    print(f"[{name}] {steps} steps in {wall:.1f} s -> {checkpoint}", flush=True)
-    return result
+    """The checkpoint of `run`: given by --ckpt, reused (--reuse), or fitted now (benchmarks.fits.train)."""
+    return fits.train(run.name, run.config, fit_overrides(run, arguments), work_dir, environment,
+                      arguments.ckpt.get(run.name), arguments.reuse)
 
 
 # ---------------------------------------------------------------------------------------------- validation
@@ -609,7 +559,7 @@ def main(argv: list[str] | None = None) -> Report:
     arguments = build_parser().parse_args(argv)
     check_arguments(arguments)
     arguments.ckpt = parse_checkpoints(arguments.ckpt, planned_runs(arguments))
-    command = shlex.join(["python", "-m", "benchmarks.quality", *(sys.argv[1:] if argv is None else argv)])
+    command = fits.report_command("benchmarks.quality", sys.argv[1:] if argv is None else argv)
     try:
         return run(arguments, command)
     except ValueError as error:  # the library's one-line errors (a checkpoint, a sampler option, a length)

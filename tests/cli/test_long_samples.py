@@ -17,6 +17,7 @@ from fit_helpers import make_checkpoint
 import ctmc
 import samplers
 from cli.main import main
+from evaluation.generation import generate_samples
 from evaluation.restore import load_trained
 
 EOT = 256  # the char tokenizer's end-of-text id
@@ -129,3 +130,10 @@ def test_bad_input_is_one_line_and_writes_nothing(block_checkpoint, options, fra
     lines = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code == 2 and len(lines) == 1 and fragment in lines[0], lines
     assert not output.exists()
+
+
+def test_a_block_model_refuses_a_guided_sampling_model(block_checkpoint):
+    trained = load_trained(block_checkpoint)
+    sampler = samplers.FirstHittingSampler(trained.process)
+    with pytest.raises(ValueError, match="block diffusion model is sampled block by block from its own network"):
+        generate_samples(trained, sampler, 2, 8, 0, sampling_model=samplers.network_model(trained.network, "log_probs"))

@@ -1,0 +1,98 @@
+"""The training runs of the report benchmarks (benchmarks/quality.py, benchmarks/guidance.py).
+
+A run is `python -m training fit -c CONFIG [overrides]` in a subprocess, writing under <work_dir>/runs/NAME (its
+log in fit.log, its command, wall time and steps in fit.json); a checkpoint can instead be given (--ckpt
+NAME=PATH) or reused from an earlier run in the same folder (--reuse). The command line a report prints names
+paths relative to the repository root, so that tables and figures read the same on every machine.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+FIT_OVERRIDES = ("--trainer.limit_val_batches=0", "--samples.every_n_steps=0", "--trainer.enable_progress_bar=false")
+
+
+@dataclass
+class Training:
+    """One model's checkpoint and how it came to be: command and wall seconds of the fit (None when given or
+    reused without a record), the optimiser steps the checkpoint records, and whether it was reused."""
+
+    config: str
+    checkpoint: str
+    command: list[str] | None = None
+    wall_s: float | None = None
+    steps: int | None = None
+    reused: bool = False
+
+
+def last_checkpoint(root: Path) -> Path | None:
+    """The newest `last.ckpt` under root/lightning_logs (None if there is none)."""
+    found = sorted(root.glob("lightning_logs/version_*/checkpoints/last.ckpt"), key=lambda path: path.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def checkpoint_steps(path: str | Path) -> int | None:
+    """The optimiser steps a Lightning checkpoint records (`global_step`), None if it records none."""
+    step = torch.load(path, map_location="cpu", weights_only=True).get("global_step")
+    return None if step is None else int(step)
+
+
+def fit_command(config: str, root: Path, overrides: list[str]) -> list[str]:
+    """`python -m training fit -c CONFIG` writing under root, validation and sample logging off (neither changes
+    the weights), then `overrides` (--KEY=VALUE)."""
+    return [sys.executable, "-m", "training", "fit", "-c", config, *overrides, f"--trainer.default_root_dir={root}",
+            *FIT_OVERRIDES]
+
+
+def train(name: str, config: str, overrides: list[str], work_dir: Path, environment: dict[str, str],
+          given: str | None = None, reuse: bool = False) -> Training:
+    """The checkpoint of run `name`: `given` (a path), reused from <work_dir>/runs/NAME (reuse), or fitted now.
+
+    A failed fit ends the report with one line (its exit code, log and last lines)."""
+    if given is not None:
+        return Training(config, given, steps=checkpoint_steps(given), reused=True)
+    root = work_dir / "runs" / name
+    record = root / "fit.json"
+    if reuse and last_checkpoint(root) is not None:
+        stored = json.loads(record.read_text()) if record.is_file() else {}
+        return Training(config, str(last_checkpoint(root)), stored.get("command"), stored.get("wall_s"),
+                        stored.get("steps"), reused=True)
+    root.mkdir(parents=True, exist_ok=True)
+    command = fit_command(config, root, overrides)
+    print(f"[{name}] {shlex.join(command)}", flush=True)
+    start = time.perf_counter()
+    with open(root / "fit.log", "w", encoding="utf-8") as log:
+        done = subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=environment, check=False)
+    wall = time.perf_counter() - start
+    checkpoint = last_checkpoint(root)
+    if done.returncode != 0 or checkpoint is None:
+        tail = (root / "fit.log").read_text(encoding="utf-8").strip().splitlines()[-5:]
+        raise SystemExit(f"error: fitting {name} failed (exit {done.returncode}; log {root / 'fit.log'}): "
+                         + " | ".join(tail))
+    steps = checkpoint_steps(checkpoint)
+    record.write_text(json.dumps({"command": command, "wall_s": wall, "steps": steps}, indent=2) + "\n")
+    print(f"[{name}] {steps} steps in {wall:.1f} s -> {checkpoint}", flush=True)
+    return Training(config, str(checkpoint), command, wall, steps)
+
+
+def report_command(module: str, argv: list[str]) -> str:
+    """The command line of a report, `python -m MODULE ARGV`, with paths under the working directory or the
+    repository written relative to it (a report's table and figure show no machine's absolute paths)."""
+    prefixes = sorted({f"{Path.cwd()}/", f"{ROOT}/"}, key=len, reverse=True)
+
+    def relative(word: str) -> str:
+        for prefix in prefixes:
+            word = word.replace(prefix, "")
+        return word
+
+    return shlex.join(["python", "-m", module, *(relative(word) for word in argv)])
