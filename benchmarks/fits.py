@@ -2,8 +2,9 @@
 
 A run is `python -m training fit -c CONFIG [overrides]` in a subprocess, writing under <work_dir>/runs/NAME (its
 log in fit.log, its command, wall time and steps in fit.json); a checkpoint can instead be given (--ckpt
-NAME=PATH) or reused from an earlier run in the same folder (--reuse). The command line a report prints names
-paths relative to the repository root, so that tables and figures read the same on every machine.
+NAME=PATH) or reused from an earlier run in the same folder (--reuse). The command line a report prints, in its
+tables and as its figure's title, names paths relative to the repository root, so that they read the same on
+every machine.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import json
 import shlex
 import subprocess
 import sys
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -96,3 +99,27 @@ def report_command(module: str, argv: list[str]) -> str:
         return word
 
     return shlex.join(["python", "-m", module, *(relative(word) for word in argv)])
+
+
+def parse_checkpoints(items: list[str], names: list[str]) -> dict[str, str]:
+    """{name: path} from --ckpt NAME=PATH items; SystemExit (one line) for a name not in `names` or a missing file."""
+    checkpoints = {}
+    for item in items:
+        name, equals, path = item.partition("=")
+        if not equals or name not in names:
+            raise SystemExit(f"error: --ckpt {item!r}: write NAME=PATH with NAME one of {', '.join(names)}")
+        if not Path(path).is_file():
+            raise SystemExit(f"error: --ckpt {item!r}: {path!r} does not exist; give a checkpoint of `fit`")
+        checkpoints[name] = path
+    return checkpoints
+
+
+def save_figure(figure: Any, path: Path, command: str) -> str:
+    """Title a matplotlib figure with the report's command line (report_command), write it to path, close it."""
+    import matplotlib.pyplot as plt
+
+    figure.suptitle(textwrap.fill(command, 180), fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return str(path)

@@ -40,7 +40,6 @@ import math
 import os
 import platform
 import sys
-import textwrap
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -303,27 +302,10 @@ def plot(report: Report, path: Path) -> str | None:
     axes[1].set(xlabel="gamma", ylabel="gen-PPL under the AR judge (mean over genres)", yscale="log")
     axes[2].set(xlabel="gamma", ylabel="unigram entropy (nats)")
     axes[0].legend(fontsize=7)
-    figure.suptitle(textwrap.fill(report.settings["command"], 180), fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return str(path)
+    return fits.save_figure(figure, path, report.settings["command"])
 
 
 # ------------------------------------------------------------------------------------------------- command
-def parse_checkpoints(items: list[str]) -> dict[str, str]:
-    """{name: path} from NAME=PATH items (one-line errors for an unknown name or a missing file)."""
-    checkpoints = {}
-    for item in items:
-        name, equals, path = item.partition("=")
-        if not equals or name not in CONFIGS:
-            raise SystemExit(f"error: --ckpt {item!r}: write NAME=PATH with NAME one of {', '.join(CONFIGS)}")
-        if not Path(path).is_file():
-            raise SystemExit(f"error: --ckpt {item!r}: {path!r} does not exist; give a checkpoint of `fit`")
-        checkpoints[name] = path
-    return checkpoints
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.guidance", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -368,7 +350,7 @@ def main(argv: list[str] | None = None) -> Report:
     """Parse the options and run the report; bad input ends it with one line, `error: ...`."""
     arguments = build_parser().parse_args(argv)
     check_arguments(arguments)
-    arguments.ckpt = parse_checkpoints(arguments.ckpt)
+    arguments.ckpt = fits.parse_checkpoints(arguments.ckpt, list(CONFIGS))
     command = fits.report_command("benchmarks.guidance", sys.argv[1:] if argv is None else argv)
     try:
         return run(arguments, command)

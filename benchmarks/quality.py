@@ -65,7 +65,6 @@ import math
 import os
 import platform
 import sys
-import textwrap
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -467,25 +466,7 @@ def plot(report: Report, path: Path) -> str | None:
             axis.set_xticks(report.settings["nfe"], [str(budget) for budget in report.settings["nfe"]])
             axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         axes[0, column].legend(fontsize=7)
-    figure.suptitle(textwrap.fill(report.settings["command"], 180), fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return str(path)
-
-
-def parse_checkpoints(items: list[str], runs: list[Run]) -> dict[str, str]:
-    """{name: path} from NAME=PATH items (one-line errors for a name that is not a run or a missing file)."""
-    checkpoints = {}
-    names = [run.name for run in runs]
-    for item in items:
-        name, equals, path = item.partition("=")
-        if not equals or name not in names:
-            raise SystemExit(f"error: --ckpt {item!r}: write NAME=PATH with NAME one of {', '.join(names)}")
-        if not Path(path).is_file():
-            raise SystemExit(f"error: --ckpt {item!r}: {path!r} does not exist; give a checkpoint of `fit`")
-        checkpoints[name] = path
-    return checkpoints
+    return fits.save_figure(figure, path, report.settings["command"])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -558,7 +539,7 @@ def main(argv: list[str] | None = None) -> Report:
     """Parse the options and run the report; bad input ends it with one line, `error: ...`."""
     arguments = build_parser().parse_args(argv)
     check_arguments(arguments)
-    arguments.ckpt = parse_checkpoints(arguments.ckpt, planned_runs(arguments))
+    arguments.ckpt = fits.parse_checkpoints(arguments.ckpt, [run.name for run in planned_runs(arguments)])
     command = fits.report_command("benchmarks.quality", sys.argv[1:] if argv is None else argv)
     try:
         return run(arguments, command)
