@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,6 +23,14 @@ from cli.arguments import SIGNAL_EXIT_BASE
 from training.allocator import retain_freed_memory
 
 JUDGE_OPTIONS = ("--judge", "--samples")  # `lightning evaluate` with one of these is `lightning judge`
+# What third-party code warns about its own use of other third-party APIs (Lightning's pytree helper on torch's,
+# LightningCLI on jsonargparse's deprecated methods): not the user's to act on, so a command does not print it.
+# pyproject.toml's pytest filterwarnings lists the same messages for the test suite.
+THIRD_PARTY_WARNINGS = (
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    r"\s*By default only one JsonargparseDeprecationWarning",
+    r"\s*.*was deprecated in v4\.49\.0",
+)
 
 
 def _command(name: str) -> Callable[[Sequence[str]], Any] | None:
@@ -62,9 +71,12 @@ def console() -> int:
     `main` returns the LightningCLI object after fit/validate/test; a console script would hand it to
     sys.exit, which prints it and exits with status 1. An int returned by a command is its status; the CLI
     object's `exit_status` is 0, or 128 + the signal number after a fit stopped by SIGINT / SIGTERM.
-    glibc's malloc is first told to keep freed memory (training.allocator; opt out with CTMC_MALLOC=default).
+    glibc's malloc is first told to keep freed memory (training.allocator; opt out with CTMC_MALLOC=default), and
+    third-party deprecation notices (THIRD_PARTY_WARNINGS) are silenced.
     """
     retain_freed_memory()
+    for message in THIRD_PARTY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
     try:
         result = main()
     except KeyboardInterrupt:  # Ctrl-C before training started (during training the checkpoint callback stops)

@@ -22,8 +22,6 @@ from models.pretrained.native import read_checkpoint
 ROOT = Path(__file__).resolve().parents[2]
 
 
-
-
 def test_a_negative_max_steps_is_one_line_naming_the_option(capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     args = [item for item in tiny_args(tiny_corpus(tmp_path)) if not item.startswith("--trainer.max_steps")]
@@ -63,6 +61,7 @@ def test_output_to_a_file_gets_plain_progress_lines_and_no_advertisement(tmp_pat
     text = log.read_text()
     assert result.returncode == 0, text
     assert "\r" not in text and "Tip:" not in text
+    assert "deprecated" not in text and "Warning" not in text, text  # no third-party notices either
     assert "step 2/4" in text and "step 4/4" in text and "validation at step 4:" in text
 
 
