@@ -39,7 +39,7 @@ fixed batch of random tokens:
 
 - lightning: `training.module.DiffusionModule` fitted by `lightning.Trainer` (no logger, checkpoint or progress
   bar) for warmup + steps optimiser steps; the module draws each sequence's noise from its own seeded
-  generator (training/elbo.py seeded_noise) and logs its metrics through `self.log`;
+  generator (evaluation/bounds.py seeded_noise) and logs its metrics through `self.log`;
 - plain: the loop written out: one vectorised draw t ~ loss.sample_time(B), x_t ~ process.sample(x0, t),
   forward, backward, clip, step, scheduler step, EMA update.
 

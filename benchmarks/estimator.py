@@ -7,7 +7,7 @@ On the first `--blocks` validation blocks of the checkpoint's data (the blocks `
 1. per-block variance of ONE draw, estimated from `--replicates` independently seeded draws per block, for
    today's estimator (t ~ loss.sample_time, x_t ~ the forward process; baseline) and for the masked-count
    estimator (losses.MaskedCountEstimator); the ratio of the mean per-block variances is the variance reduction;
-2. the bound in bits/token with its SE (training.elbo.ratio_estimate over blocks) of: the masked-count
+2. the bound in bits/token with its SE (evaluation.bounds.ratio_estimate over blocks) of: the masked-count
    estimator with `--draws` draws per block (what validation logs), and the independent reference, today's
    estimator with `--reference_times` stratified times per block and another seed;
 3. whether they agree: |difference| against the SE of the difference of the two (paired over blocks);

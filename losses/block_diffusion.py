@@ -20,7 +20,7 @@ every block at once; the draws of different blocks are independent):
   lambda_b | m_b ~ Beta(m_b, S - m_b + 1) truncated to (0, lambda_1], importance weight
   (S / m_b) P(Binomial(S, lambda_1) >= m_b) times the block's summed cross-entropy (bounded by S).
 The sequence's estimate is the sum of its blocks' terms; its standard error over sequences is the one of every
-masked loss (the ratio estimate of sum of nats over sum of tokens, training.elbo.ratio_estimate).
+masked loss (the ratio estimate of sum of nats over sum of tokens, evaluation.bounds.ratio_estimate).
 
 Clipped mask rates (Arriola et al. 2025, a training-only variance reduction): with clip = (beta, omega) the
 rates are drawn from lambda_b ~ U[beta, omega'] (omega' = min(omega, lambda_1)) with weight (omega' - beta) / lambda,

@@ -11,7 +11,7 @@ cross-entropy in training/autoregressive.py `ARModule`) subclasses it and suppli
   validation and sampling (training/ema.py);
 - logging of the training loss, learning rate and tokens per second;
 - validation sums: bits/token = sum nats / sum tokens / ln 2 over all validation sequences (gathered by
-  torchmetrics over batches and devices), its ratio-estimator standard error (training.elbo.ratio_estimate),
+  torchmetrics over batches and devices), its ratio-estimator standard error (evaluation.bounds.ratio_estimate),
   and the cross-entropy of a unigram model of the training blocks on the same blocks;
 - class labels (`class_names`, linked from the data's labels in the CLI): the network is built with
   num_classes = C (`build_network`), batches are (tokens, labels), and training replaces each label by the null

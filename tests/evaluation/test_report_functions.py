@@ -1,8 +1,9 @@
-"""The public pieces that benchmarks/quality.py builds on: training.judge.draw_samples / judge_tokens,
-training.evaluate.training_data / validation_blocks, and read_samples on a fractional NFE footer.
+"""The public pieces that benchmarks/quality.py builds on: evaluation.generation.draw_samples,
+evaluation.judge.judge_tokens, evaluation.training_data.training_data / validation_blocks, and
+evaluation.judge.read_samples on a fractional NFE footer.
 
 References: losses.generative_perplexity called directly on the drawn tokens; the batches of the data
-module's own validation DataLoader; the NFE written by training.sample.format_samples.
+module's own validation DataLoader; the NFE written by evaluation.generation.format_samples.
 """
 
 from __future__ import annotations

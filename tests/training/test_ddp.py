@@ -1,7 +1,7 @@
 """Multi-device validation through Lightning's DDP strategy on 2 CPU processes (gloo).
 
 Reference: the single-process `validate` of the same checkpoint on the same data. The validation noise of a
-sequence is seeded by its content (training/elbo.py), the EMA weights are the checkpoint's, and the module
+sequence is seeded by its content (evaluation/bounds.py), the EMA weights are the checkpoint's, and the module
 sums nats and tokens with torchmetrics (synchronised across processes at compute), so the aggregated
 bits/token over 2 processes must equal the single-process value up to the float32 rounding of the network
 and the order of the float64 sums: rel 1e-6.

@@ -1,6 +1,6 @@
 """The module's estimator options, SE and unigram reference, and the networks' unigram output-bias init.
 
-References: manual counting (unigram model), training.elbo.ratio_estimate on the logged per-sequence values,
+References: manual counting (unigram model), evaluation.bounds.ratio_estimate on the logged per-sequence values,
 row-order and batching invariance of the seeded draws, and the networks' outputs at init (closed forms).
 """
 
