@@ -48,7 +48,9 @@ Run (from the repository root; docs/results.md gives the measured tables and the
    it does not help at any NFE).
 4. Key/value cache (benchmarks/quality_blocks.py): each block model writes `--cache_length` (256) tokens per
    sample as `lightning sample` does (first-hitting inside each block, the context sliding at seq_len), with the
-   cache and recomputing the context at every call; the samples must agree, and the seconds per sample compare.
+   cache and recomputing the context at every call, and the seconds per sample compare. The two are the same
+   computation in another order: a float64 copy of the network gives identical samples (reported), and in
+   float32 the share of equal tokens and the largest log-probability difference show the round-off.
 5. Output: JSON (`--out`, default benchmarks/results/quality.json), the tables printed and written as Markdown
    to <work_dir>/results.md (copy them into docs/results.md), the decoded samples under <work_dir>/samples/,
    and plots (matplotlib, the `dev` extra: without it the script says so and writes no plot):
