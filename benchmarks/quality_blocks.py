@@ -78,12 +78,13 @@ def _samples(trained: TrainedModel, num_samples: int, length: int, seed: int) ->
 
 def log_prob_difference(network: Any, tokens: torch.Tensor, context: int) -> float:
     """max |log p| difference between the cached call (encode_context, then denoise_block) and the network on the
-    whole window [context, masked block], for the first rows of tokens (B, >= context) as the clean context."""
+    whole window [context, masked block], the clean context the first whole blocks of tokens (B, >= context) that
+    leave room for the block in `context` positions."""
     size = network.block_size
     clean = tokens[:, : (context - size) // size * size]
     block = torch.full((clean.shape[0], size), network.vocab_size, dtype=torch.long, device=clean.device)
-    with torch.no_grad():
-        cached = network.denoise_block(block, network.encode_context(clean))
+    with torch.no_grad():  # no room for a context (block_size = seq_len): the cached call reads no cache
+        cached = network.denoise_block(block, network.encode_context(clean) if clean.shape[1] else None)
         window = network(torch.cat([clean, block], dim=1))[:, -size:]
     return float((cached - window).abs().max())
 
