@@ -114,6 +114,22 @@ def parse_checkpoints(items: list[str], names: list[str]) -> dict[str, str]:
     return checkpoints
 
 
+def pyplot(note: bool = True) -> Any:
+    """matplotlib.pyplot on the Agg backend, or None when matplotlib (the `dev` extra) is not installed; then, with
+    note, one line says that no plot is drawn."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        if note:
+            print("note: matplotlib is not installed, so no plot is drawn; `pip install -e \".[dev]\"` installs it "
+                  "(the JSON and the tables are complete without it)", flush=True)
+        return None
+    return plt
+
+
 def save_figure(figure: Any, path: Path, command: str) -> str:
     """Title a matplotlib figure with the report's command line (report_command), write it to path, close it."""
     import matplotlib.pyplot as plt

@@ -274,13 +274,8 @@ def markdown(report: Report) -> str:
 
 def plot(report: Report, path: Path) -> str | None:
     """Share of the requested genre, gen-PPL and entropy against gamma per model; None without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("note: matplotlib is not installed, so no plot is drawn (`pip install -e \".[dev]\"`)", flush=True)
+    plt = fits.pyplot()
+    if plt is None:
         return None
     figure, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     for model, mode in dict.fromkeys((cell.model, cell.mode) for cell in report.cells):

@@ -420,16 +420,10 @@ def markdown(report: Report) -> str:
 
 def plot(report: Report, path: Path) -> str | None:
     """Val bits/token per model and gen-PPL / entropy against NFE per sampler; None if matplotlib is missing."""
-    try:
-        import matplotlib
-        import matplotlib.ticker
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("note: matplotlib is not installed, so no plot is drawn; `pip install -e \".[dev]\"` installs it "
-              "(the JSON and the tables are complete without it)", flush=True)
+    plt = fits.pyplot()
+    if plt is None:
         return None
+    import matplotlib.ticker
     block_models = report.settings.get("block_models", [])
     names = [name for name in report.settings["models"] if name not in block_models]  # blocks: quality_blocks.png
     diffusion = [name for name in names if name != JUDGE]

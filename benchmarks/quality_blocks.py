@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 import samplers
+from benchmarks import fits
 from evaluation.generation import generate_samples
 from evaluation.restore import TrainedModel
 
@@ -171,14 +172,8 @@ def block_plot(report: Any, path: Path) -> str | None:
     """bits/token against block size, the gap to AR against steps, gen-PPL against NFE per block model; None
     without block models or matplotlib (benchmarks/quality.py says so once)."""
     block_models = report.settings.get("block_models", [])
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    if not block_models:
+    plt = fits.pyplot(note=False)
+    if plt is None or not block_models:
         return None
     validation = report.validation
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.4))
