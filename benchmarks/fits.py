@@ -10,11 +10,13 @@ every machine.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,3 +141,24 @@ def save_figure(figure: Any, path: Path, command: str) -> str:
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return str(path)
+
+
+def thread_environment(threads: int | None) -> dict[str, str]:
+    """The environment of the fits' subprocesses: this one's, with OMP / MKL threads = threads when given (and
+    torch's threads in this process set to it)."""
+    environment = dict(os.environ)
+    if threads is not None:
+        torch.set_num_threads(threads)
+        environment.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    return environment
+
+
+def run_report(run: Callable[[Any, str], Any], arguments: Any, module: str, argv: list[str] | None) -> Any:
+    """run(arguments, command) with the report's command line (report_command of `python -m module argv`, argv
+    None: this process's); the library's one-line errors (a checkpoint, an option, a length) end it as
+    `error: ...`."""
+    command = report_command(module, sys.argv[1:] if argv is None else argv)
+    try:
+        return run(arguments, command)
+    except ValueError as error:
+        raise SystemExit(f"error: {' '.join(str(error).split())}") from None

@@ -37,9 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import platform
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -346,19 +344,12 @@ def main(argv: list[str] | None = None) -> Report:
     arguments = build_parser().parse_args(argv)
     check_arguments(arguments)
     arguments.ckpt = fits.parse_checkpoints(arguments.ckpt, list(CONFIGS))
-    command = fits.report_command("benchmarks.guidance", sys.argv[1:] if argv is None else argv)
-    try:
-        return run(arguments, command)
-    except ValueError as error:  # the library's one-line errors (a checkpoint, a label, a length)
-        raise SystemExit(f"error: {' '.join(str(error).split())}") from None
+    return fits.run_report(run, arguments, "benchmarks.guidance", argv)
 
 
 def run(arguments: argparse.Namespace, command: str) -> Report:
     """Train, bound, sample and judge, then write the JSON, the Markdown tables and the plot."""
-    environment = dict(os.environ)
-    if arguments.threads is not None:
-        torch.set_num_threads(arguments.threads)
-        environment.update(OMP_NUM_THREADS=str(arguments.threads), MKL_NUM_THREADS=str(arguments.threads))
+    environment = fits.thread_environment(arguments.threads)
     work_dir = Path(arguments.work_dir)
     (work_dir / "samples").mkdir(parents=True, exist_ok=True)
     Path(arguments.out).parent.mkdir(parents=True, exist_ok=True)
