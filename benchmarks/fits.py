@@ -1,4 +1,5 @@
-"""The training runs of the report benchmarks (benchmarks/quality.py, benchmarks/guidance.py).
+"""What the report benchmarks (benchmarks/quality.py, benchmarks/guidance.py) share: their training runs, the
+checkpoints given instead, the fits' threads, the report's command line and entry, and its figures.
 
 A run is `python -m training fit -c CONFIG [overrides]` in a subprocess, writing under <work_dir>/runs/NAME (its
 log in fit.log, its command, wall time and steps in fit.json); a checkpoint can instead be given (--ckpt
