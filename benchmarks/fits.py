@@ -10,6 +10,7 @@ every machine.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shlex
@@ -163,3 +164,27 @@ def run_report(run: Callable[[Any, str], Any], arguments: Any, module: str, argv
         return run(arguments, command)
     except ValueError as error:
         raise SystemExit(f"error: {' '.join(str(error).split())}") from None
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, name: str, ckpt_help: str, device_help: str) -> None:
+    """The options every report benchmark takes: the fits' overrides (--steps, --fit_arg), the checkpoints given
+    or reused (--ckpt, --reuse), where it runs (--threads, --device) and where it writes (--out, --work_dir,
+    benchmarks/results/NAME[.json])."""
+    parser.add_argument("--steps", type=int, help="training steps of every fit (default: the configs' 600)")
+    parser.add_argument("--fit_arg", action="append", default=[], metavar="--KEY=VALUE",
+                        help="an extra override for every fit command (repeatable)")
+    parser.add_argument("--ckpt", action="append", default=[], metavar="NAME=PATH", help=ckpt_help)
+    parser.add_argument("--reuse", action="store_true", help="reuse the last.ckpt of an earlier run in --work_dir")
+    parser.add_argument("--threads", type=int, help="torch threads here and OMP/MKL threads of the fits")
+    parser.add_argument("--device", default="cpu", help=device_help)
+    parser.add_argument("--out", default=f"benchmarks/results/{name}.json", help="JSON written at the end")
+    parser.add_argument("--work_dir", default=f"benchmarks/results/{name}", help="runs, samples, results.md, plots")
+
+
+def check_at_least(arguments: argparse.Namespace, minimums: dict[str, int]) -> None:
+    """SystemExit (one line naming the option) for an option below its minimum; an option left unset (None) is
+    not checked."""
+    for name, minimum in minimums.items():
+        value = getattr(arguments, name)
+        if value is not None and value < minimum:
+            raise SystemExit(f"error: --{name} must be >= {minimum}, got {value}")

@@ -302,12 +302,8 @@ def plot(report: Report, path: Path) -> str | None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.guidance", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--steps", type=int, help="training steps of every fit (default: the configs' 600)")
-    parser.add_argument("--fit_arg", action="append", default=[], metavar="--KEY=VALUE",
-                        help="an extra override for every fit command (repeatable)")
-    parser.add_argument("--ckpt", action="append", default=[], metavar="NAME=PATH",
-                        help=f"reuse a checkpoint instead of training NAME ({', '.join(CONFIGS)})")
-    parser.add_argument("--reuse", action="store_true", help="reuse the last.ckpt of an earlier run in --work_dir")
+    fits.add_run_arguments(parser, "guidance", f"reuse a checkpoint instead of training NAME ({', '.join(CONFIGS)})",
+                           "torch device of the bounds and sampling")
     parser.add_argument("--models", nargs="+", default=list(GENRE_MODELS), help="genre models to train and guide")
     parser.add_argument("--no_predictor", action="store_true", help="skip the classifier and predictor guidance")
     parser.add_argument("--gammas", type=float, nargs="+", default=[0.0, 1.0, 2.0, 4.0], help="guidance weights")
@@ -316,21 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--val_blocks", type=int, default=512, help="labelled validation blocks of the bounds")
     parser.add_argument("--batch", type=int, default=16, help="sequences per network call in the bounds and judging")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bounds' noise and of the samples")
-    parser.add_argument("--threads", type=int, help="torch threads here and OMP/MKL threads of the fits")
-    parser.add_argument("--device", default="cpu", help="torch device of the bounds and sampling")
-    parser.add_argument("--out", default="benchmarks/results/guidance.json", help="JSON written at the end")
-    parser.add_argument("--work_dir", default="benchmarks/results/guidance", help="runs, samples, results.md, plot")
     return parser
 
 
 def check_arguments(arguments: argparse.Namespace) -> None:
-    for name in ("steps", "threads"):
-        value = getattr(arguments, name)
-        if value is not None and value < 1:
-            raise SystemExit(f"error: --{name} must be >= 1, got {value}")
-    for name, minimum in (("val_blocks", 2), ("num_samples", 2), ("batch", 1), ("sampler_steps", 1), ("seed", 0)):
-        if getattr(arguments, name) < minimum:
-            raise SystemExit(f"error: --{name} must be >= {minimum}, got {getattr(arguments, name)}")
+    fits.check_at_least(arguments, {"steps": 1, "threads": 1, "val_blocks": 2, "num_samples": 2, "batch": 1,
+                                    "sampler_steps": 1, "seed": 0})
     bad = [gamma for gamma in arguments.gammas if not (math.isfinite(gamma) and gamma >= 0)]
     if bad:
         raise SystemExit(f"error: --gammas must be finite numbers >= 0, got {bad[0]}")

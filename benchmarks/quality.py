@@ -466,11 +466,10 @@ def plot(report: Report, path: Path) -> str | None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--steps", type=int, help="training steps of every model (default: the configs' 600)")
+    fits.add_run_arguments(parser, "quality", "reuse a checkpoint instead of training NAME (a model, or MODEL-xF of "
+                           "the longer budget)", "torch device of validation and sampling (cuda: fits on GPU)")
     parser.add_argument("--seq_len", type=int, help="tokens per block of every model (default: the configs' 32)")
     parser.add_argument("--batch_size", type=int, help="blocks per step of every model (default: the configs' 8)")
-    parser.add_argument("--fit_arg", action="append", default=[], metavar="--KEY=VALUE",
-                        help="an extra override for every fit command (repeatable)")
     parser.add_argument("--models", nargs="+", default=list(CONFIGS), help="the models of the report (the first "
                         f"must be {JUDGE}, the judge): {', '.join(CONFIGS)}")
     parser.add_argument("--longer", type=int, default=4, help="refit --longer_models with this many times the steps "
@@ -480,9 +479,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "same budget)")
     parser.add_argument("--cache_length", type=int, default=256, help="tokens per sample of the block models' "
                         "key/value-cache timing (0: none)")
-    parser.add_argument("--ckpt", action="append", default=[], metavar="NAME=PATH",
-                        help="reuse a checkpoint instead of training NAME (a model, or MODEL-xF of the longer budget)")
-    parser.add_argument("--reuse", action="store_true", help="reuse the last.ckpt of an earlier run in --work_dir")
     parser.add_argument("--val_blocks", type=int, default=512, help="validation blocks (the same for every model)")
     parser.add_argument("--orders", type=int, default=2, help="random orders of RADD's exact likelihood (0: none)")
     parser.add_argument("--order_blocks", type=int, default=64, help="blocks of the exact likelihood")
@@ -492,22 +488,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num_samples", type=int, default=16, help="samples per (model, sampler, NFE)")
     parser.add_argument("--batch", type=int, default=16, help="sequences per network call in validation / judging")
     parser.add_argument("--seed", type=int, default=0, help="seed of the validation draws, orders and samples")
-    parser.add_argument("--threads", type=int, help="torch threads here and OMP/MKL threads of the fits")
-    parser.add_argument("--device", default="cpu", help="torch device of validation and sampling (cuda: fits on GPU)")
-    parser.add_argument("--out", default="benchmarks/results/quality.json", help="JSON written at the end")
-    parser.add_argument("--work_dir", default="benchmarks/results/quality", help="runs, samples, results.md, plot")
     return parser
 
 
 def check_arguments(arguments: argparse.Namespace) -> None:
-    for name in ("steps", "seq_len", "batch_size", "threads"):
-        value = getattr(arguments, name)
-        if value is not None and value < 1:
-            raise SystemExit(f"error: --{name} must be >= 1, got {value}")
-    for name, minimum in (("val_blocks", 2), ("num_samples", 2), ("batch", 1), ("orders", 0), ("order_blocks", 1),
-                          ("seed", 0)):
-        if getattr(arguments, name) < minimum:
-            raise SystemExit(f"error: --{name} must be >= {minimum}, got {getattr(arguments, name)}")
+    fits.check_at_least(arguments, {"steps": 1, "seq_len": 1, "batch_size": 1, "threads": 1, "val_blocks": 2,
+                                    "num_samples": 2, "batch": 1, "orders": 0, "order_blocks": 1, "seed": 0})
     if min(arguments.nfe) < 1:
         raise SystemExit(f"error: --nfe budgets must be >= 1, got {arguments.nfe}")
     unknown = [name for name in arguments.samplers or [] if name not in SAMPLERS_ABSORBING]
