@@ -19,7 +19,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +188,13 @@ def check_at_least(arguments: argparse.Namespace, minimums: dict[str, int]) -> N
         value = getattr(arguments, name)
         if value is not None and value < minimum:
             raise SystemExit(f"error: --{name} must be >= {minimum}, got {value}")
+
+
+def write_report(report: Any, table: str, work_dir: Path, out: str) -> None:
+    """Write the Markdown tables to <work_dir>/results.md and the report (a dataclass) as JSON to `out`, print the
+    tables and the files written (the plots named in report.settings)."""
+    (work_dir / "results.md").write_text(table, encoding="utf-8")
+    Path(out).write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
+    plots = [value for key, value in report.settings.items() if key.endswith("plot") and value]
+    print(table)
+    print("wrote " + ", ".join([out, str(work_dir / "results.md"), *plots]))

@@ -35,11 +35,10 @@ Run (from the repository root; docs/results.md, "Guidance", gives the measured t
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -378,13 +377,8 @@ def run(arguments: argparse.Namespace, command: str) -> Report:
     report.seconds["sampling"] = time.perf_counter() - start
     report.goals = goals(report.cells)
 
-    table = markdown(report)
-    (work_dir / "results.md").write_text(table, encoding="utf-8")
     report.settings["plot"] = plot(report, work_dir / "guidance.png")
-    Path(arguments.out).write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
-    print(table)
-    print(f"wrote {arguments.out}, {work_dir / 'results.md'}" + (f", {report.settings['plot']}"
-                                                              if report.settings["plot"] else ""))
+    fits.write_report(report, markdown(report), work_dir, arguments.out)
     return report
 
 

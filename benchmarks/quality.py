@@ -62,11 +62,10 @@ Run (from the repository root; docs/results.md gives the measured tables and the
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -580,14 +579,9 @@ def run(arguments: argparse.Namespace, command: str) -> Report:
                 print(f"  [{run.name}] {report.cache[-1].summary()}", flush=True)
     report.seconds["cache_timing"] = time.perf_counter() - start
 
-    table = markdown(report) + block_markdown(report)
-    (work_dir / "results.md").write_text(table, encoding="utf-8")
     report.settings["plot"] = plot(report, work_dir / "quality.png")
     report.settings["block_plot"] = block_plot(report, work_dir / "quality_blocks.png")
-    Path(arguments.out).write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
-    print(table)
-    print(f"wrote {arguments.out}, {work_dir / 'results.md'}" + (f", {report.settings['plot']}"
-                                                              if report.settings["plot"] else ""))
+    fits.write_report(report, markdown(report) + block_markdown(report), work_dir, arguments.out)
     return report
 
 
