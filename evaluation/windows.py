@@ -93,6 +93,7 @@ def writing_plan(
             )
         sampler = samplers.BlockSampler(inner, network.block_size, max_length=window, cache=cache)
         return WritingPlan(BLOCKS, sampler, network, window, network.block_size)
+    model = trained.sampling_model() if sampling_model is None else sampling_model  # what a plain model's sampler reads
     if stride is not None and (isinstance(stride, bool) or not isinstance(stride, int) or not 1 <= stride < window):
         raise ValueError(f"--stride must be an integer in [1, seq_len - 1 = {window - 1}] (the tokens each window "
                          f"adds after the seq_len - stride it keeps), got {stride!r}")
@@ -100,7 +101,7 @@ def writing_plan(
         if stride is not None:
             raise ValueError(f"--stride is used past the trained seq_len={window} only; --length {length} is drawn "
                              "as one sequence; leave --stride out or raise --length")
-        return WritingPlan(WHOLE, inner, sampling_model or trained.sampling_model(), window)
+        return WritingPlan(WHOLE, inner, model, window)
     if not trained.process.rate_matrix.score_factorises:
         chain = type(trained.process.rate_matrix).__name__
         raise ValueError(
@@ -113,4 +114,4 @@ def writing_plan(
             raise ValueError(f"--length {length} is past seq_len={window}, and a window of one token keeps no context")
         stride = window // 2
     sampler = samplers.SemiAutoregressiveSampler(inner, stride, window)
-    return WritingPlan(SEMI_AUTOREGRESSIVE, sampler, sampling_model or trained.sampling_model(), window, stride)
+    return WritingPlan(SEMI_AUTOREGRESSIVE, sampler, model, window, stride)
